@@ -1,0 +1,109 @@
+"""The plugin contract between method packages and the ``papers`` command.
+
+A package declares, in its ``pyproject.toml``::
+
+    [project.entry-points."papers.methods"]
+    ridg = "ridg.plugin:METHOD"
+
+where ``METHOD`` is a :class:`Method`. ``info()`` returns the params/FLOPs tables and
+``demo(full=..., output_root=..., progress=..., seed=...)`` runs the miniature of the paper's claim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = ["ENTRY_POINT_GROUP", "Table", "DemoResult", "Method", "DemoFn", "discover_methods"]
+
+ENTRY_POINT_GROUP = "papers.methods"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+@dataclass
+class Table:
+    """A small table that renders as Markdown (so README tables are the printed ones)."""
+
+    headers: list[str]
+    rows: list[list[Any]]
+    title: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for row in self.rows:
+            if len(row) != len(self.headers):
+                raise ValueError(f"row {row!r} has {len(row)} cells, expected {len(self.headers)}")
+
+    def render(self) -> str:
+        cells = [[_cell(c) for c in row] for row in self.rows]
+        widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(self.headers)]
+        line = lambda items: "| " + " | ".join(s.ljust(w) for s, w in zip(items, widths)) + " |"  # noqa: E731
+        out = [f"### {self.title}", ""] if self.title else []
+        out.append(line(self.headers))
+        out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+        out.extend(line(r) for r in cells)
+        out.extend(["", *self.notes] if self.notes else [])
+        return "\n".join(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class DemoResult:
+    """What a demo measured. ``held`` says honestly whether the claim held in miniature."""
+
+    package: str
+    claim: str
+    metric: str
+    ours: float
+    baseline: float
+    held: bool
+    table: Table
+    run_dir: Path | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["run_dir"] = str(self.run_dir) if self.run_dir else None
+        return out
+
+
+class DemoFn(Protocol):
+    def __call__(
+        self, *, full: bool = False, output_root: Path = ..., progress: bool | None = None, seed: int = 0
+    ) -> DemoResult: ...
+
+
+@dataclass(frozen=True)
+class Method:
+    """One installed paper implementation, as the ``papers`` command sees it."""
+
+    name: str
+    title: str
+    info: Callable[[], Sequence[Table]]
+    demo: DemoFn
+
+
+def discover_methods() -> dict[str, Method | Exception]:
+    """Installed methods by name; a plugin that fails to load maps to its exception."""
+    found: dict[str, Method | Exception] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            method = ep.load()
+            if not isinstance(method, Method):
+                raise TypeError(f"entry point {ep.value} is a {type(method).__name__}, not a papers_shared Method")
+            found[ep.name] = method
+        except Exception as err:  # a broken plugin must not hide the others
+            found[ep.name] = err
+    return dict(sorted(found.items()))
