@@ -31,7 +31,15 @@ StateDict = dict[str, torch.Tensor]
 KeyMap = Callable[[StateDict], StateDict]
 
 # Containers that training scripts commonly wrap a state dict in, tried in this order.
-CONTAINER_KEYS = ("state_dict", "model", "model_state_dict", "model_dict", "module", "net", "params")
+CONTAINER_KEYS = (
+    "state_dict",
+    "model",
+    "model_state_dict",
+    "model_dict",
+    "module",
+    "net",
+    "params",
+)
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
@@ -57,7 +65,8 @@ class KeyReport:
                 lines.append(f"{len(items)} {title} key(s): {shown}")
         if self.shape_mismatch:
             shown = ", ".join(
-                f"{k} (checkpoint {tuple(a)}, model {tuple(b)})" for k, a, b in self.shape_mismatch[:limit]
+                f"{k} (checkpoint {tuple(a)}, model {tuple(b)})"
+                for k, a, b in self.shape_mismatch[:limit]
             )
             lines.append(f"{len(self.shape_mismatch)} shape mismatch(es): {shown}")
         return "; ".join(lines)
@@ -100,11 +109,19 @@ def _read_raw(path: Path) -> object:
 def unwrap_state_dict(obj: object, source: str = "checkpoint") -> StateDict:
     """Find the tensor mapping inside common containers and strip ``module.`` style prefixes."""
     for _ in range(4):
-        if isinstance(obj, Mapping) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        if (
+            isinstance(obj, Mapping)
+            and obj
+            and all(isinstance(v, torch.Tensor) for v in obj.values())
+        ):
             break
         if not isinstance(obj, Mapping):
-            raise CheckpointError(f"{source} does not contain a state dict (found {type(obj).__name__})")
-        inner = next((obj[k] for k in CONTAINER_KEYS if k in obj and isinstance(obj[k], Mapping)), None)
+            raise CheckpointError(
+                f"{source} does not contain a state dict (found {type(obj).__name__})"
+            )
+        inner = next(
+            (obj[k] for k in CONTAINER_KEYS if k in obj and isinstance(obj[k], Mapping)), None
+        )
         if inner is None:
             tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
             if not tensors:
@@ -154,7 +171,11 @@ def load_state_dict_checked(
     report.missing = [k for k in own if k not in state_dict]
     blocking = KeyReport(
         missing=[k for k in report.missing if not k.startswith(allow_missing) or not allow_missing],
-        unexpected=[k for k in report.unexpected if not k.startswith(allow_unexpected) or not allow_unexpected],
+        unexpected=[
+            k
+            for k in report.unexpected
+            if not k.startswith(allow_unexpected) or not allow_unexpected
+        ],
         shape_mismatch=report.shape_mismatch,
     )
     if not blocking.ok:

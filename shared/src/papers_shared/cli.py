@@ -15,8 +15,16 @@ from papers_shared.methods import Method, Table, discover_methods
 __all__ = ["main", "run_demos"]
 
 KNOWN_PACKAGES = (
-    "dyt-tuning", "groupmixformer", "causeb", "ridg", "headartist",
-    "instructdet", "softinfonce", "etris", "skvg", "dsp-zsl",
+    "dyt-tuning",
+    "groupmixformer",
+    "causeb",
+    "ridg",
+    "headartist",
+    "instructdet",
+    "softinfonce",
+    "etris",
+    "skvg",
+    "dsp-zsl",
 )
 NOTHING_INSTALLED = "no method package is installed (try: pip install ridg, or uv sync in the repo)"
 
@@ -33,7 +41,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if not found:
         print(NOTHING_INSTALLED)
         return 0
-    rows = [[n, m.title if isinstance(m, Method) else f"failed to load: {m}"] for n, m in found.items()]
+    rows = [
+        [n, m.title if isinstance(m, Method) else f"failed to load: {m}"] for n, m in found.items()
+    ]
     print(Table(["package", "paper"], rows).render())
     return 0
 
@@ -75,16 +85,35 @@ def run_demos(
         try:
             result = method.demo(full=full, output_root=output_root, progress=progress, seed=seed)
         except Exception as err:  # one failing demo must not stop the others
-            rows.append([name, "-", "-", "-", f"error: {type(err).__name__}: {err}", f"{time.perf_counter() - start:.0f}"])
+            rows.append(
+                [
+                    name,
+                    "-",
+                    "-",
+                    "-",
+                    f"error: {type(err).__name__}: {err}",
+                    f"{time.perf_counter() - start:.0f}",
+                ]
+            )
             records.append({"package": name, "status": "error", "error": repr(err)})
             continue
         seconds = time.perf_counter() - start
-        rows.append([
-            name, result.claim, f"{result.ours:.4g}", f"{result.baseline:.4g}",
-            "held" if result.held else "did not hold", f"{seconds:.0f}",
-        ])
+        rows.append(
+            [
+                name,
+                result.claim,
+                f"{result.ours:.4g}",
+                f"{result.baseline:.4g}",
+                "held" if result.held else "did not hold",
+                f"{seconds:.0f}",
+            ]
+        )
         records.append({"package": name, "status": "ok", "seconds": seconds, **result.to_dict()})
-    table = Table(["package", "claim", "ours", "baseline", "claim held?", "seconds"], rows, title="papers demo")
+    table = Table(
+        ["package", "claim", "ours", "baseline", "claim held?", "seconds"],
+        rows,
+        title="papers demo",
+    )
     return table, records
 
 
@@ -93,7 +122,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if not selected:
         print(NOTHING_INSTALLED)
         return 0
-    table, records = run_demos(selected, full=args.full, output_root=args.output_dir, progress=args.progress)
+    table, records = run_demos(
+        selected, full=args.full, output_root=args.output_dir, progress=args.progress
+    )
     if args.json:
         print(json.dumps(records, indent=2, default=str))
     else:
@@ -118,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run each package's demo and summarise whether its claim held")
     p.add_argument("packages", nargs="*", help="default: every installed package")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", dest="full", action="store_false", help="about a minute a package (default)")
+    mode.add_argument(
+        "--quick", dest="full", action="store_false", help="about a minute a package (default)"
+    )
     mode.add_argument("--full", dest="full", action="store_true", help="the few-minute miniatures")
     p.add_argument("--output-dir", type=Path, default=Path("runs"))
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)

@@ -11,19 +11,29 @@ from pathlib import Path
 
 from papers_shared.methods import Method
 
-__all__ = ["add_verbosity_flags", "configure_logging", "run_cli", "add_info_command", "add_demo_command"]
+__all__ = [
+    "add_verbosity_flags",
+    "configure_logging",
+    "run_cli",
+    "add_info_command",
+    "add_demo_command",
+]
 
 logger = logging.getLogger(__name__)
 
 
 def add_verbosity_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging; tracebacks on error")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging; tracebacks on error"
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
 
 
 def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
 
 
 def run_cli(handler: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
@@ -43,7 +53,9 @@ def run_cli(handler: Callable[[argparse.Namespace], int | None], args: argparse.
 
 def add_info_command(subparsers: argparse._SubParsersAction, method: Method) -> None:
     """``<pkg> info [--json]``: print the package's params/FLOPs tables."""
-    parser = subparsers.add_parser("info", help="parameters and FLOPs per variant, beside the paper's figures")
+    parser = subparsers.add_parser(
+        "info", help="parameters and FLOPs per variant, beside the paper's figures"
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
     def handler(args: argparse.Namespace) -> int:
@@ -67,21 +79,27 @@ def add_demo_command(subparsers: argparse._SubParsersAction, method: Method) -> 
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--quick", dest="full", action="store_false", help="about a minute (default)")
-    mode.add_argument("--full", dest="full", action="store_true", help="a few minutes; the README's numbers")
+    mode.add_argument(
+        "--full", dest="full", action="store_true", help="a few minutes; the README's numbers"
+    )
     parser.add_argument("--output-dir", type=Path, default=Path("runs"), help="root of run folders")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
     def handler(args: argparse.Namespace) -> int:
-        result = method.demo(full=args.full, output_root=args.output_dir, progress=args.progress, seed=args.seed)
+        result = method.demo(
+            full=args.full, output_root=args.output_dir, progress=args.progress, seed=args.seed
+        )
         if args.json:
             print(json.dumps(result.to_dict(), indent=2, default=str))
         else:
             print(result.table.render())
             verdict = "HELD" if result.held else "DID NOT HOLD"
-            print(f"\nclaim: {result.claim}\n{result.metric}: ours {result.ours:.4g} vs baseline "
-                  f"{result.baseline:.4g} -> {verdict}")
+            print(
+                f"\nclaim: {result.claim}\n{result.metric}: ours {result.ours:.4g} vs baseline "
+                f"{result.baseline:.4g} -> {verdict}"
+            )
             if result.run_dir:
                 print(f"outputs: {result.run_dir}")
         return 0

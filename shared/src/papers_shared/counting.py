@@ -67,10 +67,14 @@ def count_flops(
     counter = FlopCounterMode(display=False, depth=None)
     with torch.no_grad(), counter:
         fn(*args, **kwargs)
-    by_operator = {str(op): int(n) // 2 for op, n in counter.get_flop_counts().get("Global", {}).items()}
+    by_operator = {
+        str(op): int(n) // 2 for op, n in counter.get_flop_counts().get("Global", {}).items()
+    }
     by_module = {
         name: sum(int(n) for n in ops.values()) // 2
         for name, ops in counter.get_flop_counts().items()
         if name != "Global"
     }
-    return FlopCount(total=counter.get_total_flops() // 2, by_operator=by_operator, by_module=by_module)
+    return FlopCount(
+        total=counter.get_total_flops() // 2, by_operator=by_operator, by_module=by_module
+    )

@@ -100,7 +100,9 @@ def all_reduce_mean(value: float | torch.Tensor) -> float:
 
 
 @contextlib.contextmanager
-def autocast(device: torch.device, enabled: bool = True, dtype: torch.dtype = torch.bfloat16) -> Iterator[None]:
+def autocast(
+    device: torch.device, enabled: bool = True, dtype: torch.dtype = torch.bfloat16
+) -> Iterator[None]:
     """Mixed precision on GPU (bf16 by default); a no-op on CPU so CPU results stay fp32."""
     if enabled and device.type == "cuda":
         with torch.autocast(device_type="cuda", dtype=dtype):
@@ -113,6 +115,15 @@ def run_torchrun(
     args: Sequence[str], nproc: int = 2, timeout: float = 300, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     """Run ``torchrun --standalone --nproc_per_node=nproc <args>`` (for tests of DDP trainers)."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        *args,
+    ]
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, check=False)
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, env=full_env, check=False
+    )

@@ -81,7 +81,12 @@ class DemoResult:
 
 class DemoFn(Protocol):
     def __call__(
-        self, *, full: bool = False, output_root: Path = ..., progress: bool | None = None, seed: int = 0
+        self,
+        *,
+        full: bool = False,
+        output_root: Path = ...,
+        progress: bool | None = None,
+        seed: int = 0,
     ) -> DemoResult: ...
 
 
@@ -102,7 +107,9 @@ def discover_methods() -> dict[str, Method | Exception]:
         try:
             method = ep.load()
             if not isinstance(method, Method):
-                raise TypeError(f"entry point {ep.value} is a {type(method).__name__}, not a papers_shared Method")
+                raise TypeError(
+                    f"entry point {ep.value} is a {type(method).__name__}, not a papers_shared Method"
+                )
             found[ep.name] = method
         except Exception as err:  # a broken plugin must not hide the others
             found[ep.name] = err

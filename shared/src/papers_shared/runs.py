@@ -38,7 +38,9 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def write_metrics(run_dir: str | Path, metrics: Mapping[str, Any], filename: str = "metrics.json") -> Path:
+def write_metrics(
+    run_dir: str | Path, metrics: Mapping[str, Any], filename: str = "metrics.json"
+) -> Path:
     """Write ``metrics`` as indented JSON (numpy/torch scalars converted) and return the path."""
     path = Path(run_dir) / filename
     path.parent.mkdir(parents=True, exist_ok=True)

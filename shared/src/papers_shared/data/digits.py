@@ -8,7 +8,9 @@ import torch.nn.functional as F
 __all__ = ["load_digits"]
 
 
-def load_digits(size: int = 8, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+def load_digits(
+    size: int = 8, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Return ``images: (1797, 1, size, size)`` in [0, 1] and ``labels: (1797,)`` int64 in 0..9.
 
     The data ship inside scikit-learn (UCI optical digits test set), so nothing is downloaded.
@@ -22,6 +24,8 @@ def load_digits(size: int = 8, dtype: torch.dtype = torch.float32) -> tuple[torc
     images = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
     labels = torch.as_tensor(bunch.target, dtype=torch.int64)
     if size != 8:
-        images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=size < 8)
+        images = F.interpolate(
+            images, size=(size, size), mode="bilinear", align_corners=False, antialias=size < 8
+        )
         images = images.clamp_(0.0, 1.0)
     return images.to(dtype), labels

@@ -1,0 +1,247 @@
+"""Decoding: video frames with decord (clamped indices) or PyAV, audio with PyAV.
+
+decord is the fast path for video only; its audio readers leak, and it can hang (holding the GIL)
+when asked for an index past the real end of a file whose container over-states its frame count.
+So every index given to decord is first clamped to the number of frames that actually demux
+(:func:`probe_video`, counted by PyAV, cached per file). PyAV decodes audio and is the video
+fallback where decord has no wheel.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+__all__ = [
+    "DecodeError",
+    "MissingAudioError",
+    "VideoInfo",
+    "VideoBackend",
+    "available_video_backends",
+    "resolve_video_backend",
+    "probe_video",
+    "read_frames",
+    "read_audio",
+]
+
+logger = logging.getLogger(__name__)
+
+VideoBackend = Literal["auto", "decord", "pyav"]
+
+
+class DecodeError(ValueError):
+    """A file that cannot be opened or decoded (corrupt, truncated, no video stream)."""
+
+
+class MissingAudioError(DecodeError):
+    """The file has no audio stream (use ``missing_audio="zeros"`` to get silence and a flag)."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a file really holds. ``num_frames`` counts demuxed video packets, not the header."""
+
+    path: str
+    fps: float
+    num_frames: int
+    width: int
+    height: int
+    has_audio: bool
+    audio_rate: int | None
+
+    @property
+    def duration(self) -> float:
+        return self.num_frames / self.fps
+
+
+def _open_av(path: str | Path):  # noqa: ANN202 (av types are untyped)
+    import av
+
+    path = str(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"video file not found: {path}")
+    try:
+        return av.open(path, metadata_errors="ignore")
+    except (av.error.FFmpegError, UnicodeDecodeError) as err:
+        raise DecodeError(f"cannot open {path} (corrupt or not a media file): {err}") from err
+
+
+@functools.lru_cache(maxsize=4096)
+def _probe_cached(path: str, mtime_ns: int, size: int) -> VideoInfo:
+    import av
+
+    with _open_av(path) as container:
+        if not container.streams.video:
+            raise DecodeError(f"{path} has no video stream")
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if not rate:
+            raise DecodeError(f"{path}: cannot tell the video frame rate")
+        audio = container.streams.audio[0] if container.streams.audio else None
+        count = 0
+        try:
+            for packet in container.demux(stream):
+                if packet.size > 0:
+                    count += 1
+        except av.error.FFmpegError as err:
+            raise DecodeError(f"{path} is corrupt (demux failed after {count} frames): {err}") from err
+        if count == 0:
+            raise DecodeError(f"{path} has a video stream with no decodable frames")
+        return VideoInfo(
+            path=path,
+            fps=float(rate),
+            num_frames=count,
+            width=int(stream.codec_context.width),
+            height=int(stream.codec_context.height),
+            has_audio=audio is not None,
+            audio_rate=int(audio.rate) if audio is not None else None,
+        )
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Frame rate, real frame count (demuxed packets), size and audio presence of ``path``."""
+    path = str(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"video file not found: {path}")
+    stat = os.stat(path)
+    return _probe_cached(path, stat.st_mtime_ns, stat.st_size)
+
+
+def _has_decord() -> bool:
+    try:
+        import decord  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def available_video_backends() -> list[str]:
+    """Backends that import here, fastest first."""
+    return (["decord"] if _has_decord() else []) + ["pyav"]
+
+
+def resolve_video_backend(backend: VideoBackend) -> str:
+    """``"auto"`` -> decord when installed, else PyAV; an explicit but missing backend raises."""
+    if backend == "auto":
+        return available_video_backends()[0]
+    if backend == "decord" and not _has_decord():
+        raise ImportError("decord is not installed (it has wheels for Linux x86-64 and Windows only)")
+    if backend not in ("decord", "pyav"):
+        raise ValueError(f"video backend must be 'auto', 'decord' or 'pyav', got {backend!r}")
+    return backend
+
+
+def _clamp_indices(indices: Sequence[int], info: VideoInfo) -> list[int]:
+    return [min(max(int(i), 0), info.num_frames - 1) for i in indices]
+
+
+def read_frames(
+    path: str | Path,
+    indices: Sequence[int],
+    *,
+    size: tuple[int, int] | None = None,
+    backend: VideoBackend = "auto",
+) -> torch.Tensor:
+    """Decode the frames at ``indices`` (clamped to the decodable range).
+
+    Returns uint8 ``(len(indices), H, W, 3)``; ``size=(H, W)`` resizes while decoding.
+    """
+    if len(indices) == 0:
+        raise ValueError("read_frames needs at least one frame index")
+    info = probe_video(path)
+    safe = _clamp_indices(indices, info)
+    name = resolve_video_backend(backend)
+    frames = _read_decord(info, safe, size) if name == "decord" else _read_pyav(info, safe, size)
+    return torch.from_numpy(np.ascontiguousarray(frames))
+
+
+def _read_decord(info: VideoInfo, indices: list[int], size: tuple[int, int] | None) -> np.ndarray:
+    import decord
+
+    height, width = size if size is not None else (-1, -1)
+    try:
+        reader = decord.VideoReader(info.path, ctx=decord.cpu(0), width=width, height=height, num_threads=1)
+        unique = sorted(set(indices))
+        batch = reader.get_batch(unique).asnumpy()
+        reader.seek(0)  # documented workaround for decord's leak on repeated get_batch
+    except decord.DECORDError as err:
+        raise DecodeError(f"decord cannot decode {info.path}: {err}") from err
+    position = {index: row for row, index in enumerate(unique)}
+    return batch[[position[i] for i in indices]]
+
+
+def _read_pyav(info: VideoInfo, indices: list[int], size: tuple[int, int] | None) -> np.ndarray:
+    import av
+
+    wanted = set(indices)
+    last = max(wanted)
+    found: dict[int, np.ndarray] = {}
+    height, width = size if size is not None else (info.height, info.width)
+    with _open_av(info.path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        try:
+            for position, frame in enumerate(container.decode(stream)):
+                if position in wanted:
+                    found[position] = frame.to_ndarray(format="rgb24", width=width, height=height)
+                if position >= last:
+                    break
+        except av.error.FFmpegError as err:
+            raise DecodeError(f"PyAV cannot decode {info.path}: {err}") from err
+    if not found:
+        raise DecodeError(f"{info.path}: no frame decoded")
+    # A frame that demuxed but did not decode falls back to the nearest earlier decoded one.
+    decoded = sorted(found)
+    out = []
+    for index in indices:
+        earlier = [d for d in decoded if d <= index]
+        out.append(found[earlier[-1] if earlier else decoded[0]])
+    return np.stack(out)
+
+
+def read_audio(
+    path: str | Path,
+    sample_rate: int,
+    *,
+    missing_audio: Literal["error", "zeros"] = "error",
+    min_samples: int = 0,
+) -> tuple[torch.Tensor, bool]:
+    """Decode the whole audio track as mono float32 at ``sample_rate`` with PyAV.
+
+    Returns ``(waveform (1, S), is_missing)``. Without an audio stream this raises
+    :class:`MissingAudioError`, or with ``missing_audio="zeros"`` returns ``min_samples`` zeros
+    and ``is_missing=True``.
+    """
+    import av
+
+    if missing_audio not in ("error", "zeros"):
+        raise ValueError(f"missing_audio must be 'error' or 'zeros', got {missing_audio!r}")
+    with _open_av(path) as container:
+        if not container.streams.audio:
+            if missing_audio == "zeros":
+                return torch.zeros(1, max(min_samples, 1)), True
+            raise MissingAudioError(f"{path} has no audio stream (pass missing_audio='zeros' to use silence)")
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        chunks: list[np.ndarray] = []
+        try:
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+        except av.error.FFmpegError as err:
+            raise DecodeError(f"PyAV cannot decode the audio of {path}: {err}") from err
+    if not chunks:
+        if missing_audio == "zeros":
+            return torch.zeros(1, max(min_samples, 1)), True
+        raise MissingAudioError(f"{path} has an audio stream with no decodable samples")
+    return torch.from_numpy(np.concatenate(chunks)).float().unsqueeze(0), False

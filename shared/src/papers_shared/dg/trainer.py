@@ -1,0 +1,208 @@
+"""The DomainBed training run: one minibatch per training domain per step, accuracy on every
+in/out split at each checkpoint, results appended to ``results.jsonl`` with a ``done`` marker."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from papers_shared.dg.algorithms import Algorithm, get_algorithm_class, hparam_space
+from papers_shared.dg.datasets import get_dataset
+from papers_shared.dg.hparams import resolve_hparams
+from papers_shared.dg.loaders import (
+    FastDataLoader,
+    InfiniteDataLoader,
+    class_balanced_weights,
+    split_dataset,
+)
+from papers_shared.progress import progress_bar
+from papers_shared.seeding import seed_hash
+
+__all__ = ["TrainConfig", "train", "accuracy", "load_algorithm"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """DomainBed's ``scripts/train.py`` arguments, same names and meaning."""
+
+    dataset: str = "RotatedDigits"
+    algorithm: str = "ERM"
+    data_dir: str | None = None
+    test_envs: list[int] = field(default_factory=lambda: [0])
+    hparams: str | dict[str, Any] | None = None
+    hparams_seed: int = 0
+    trial_seed: int = 0
+    seed: int = 0
+    steps: int | None = None
+    checkpoint_freq: int | None = None
+    holdout_fraction: float = 0.2
+    output_dir: str | None = "train_output"
+    skip_model_save: bool = False
+    save_model_every_checkpoint: bool = False
+    device: str | None = None
+    eval_batch_size: int = 64
+    progress: bool | None = None
+    task: str = "domain_generalization"
+
+    def __post_init__(self) -> None:
+        if not self.test_envs:
+            raise ValueError("test_envs must name at least one held-out domain")
+        if not 0.0 < self.holdout_fraction < 1.0:
+            raise ValueError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
+        if self.task != "domain_generalization":
+            raise ValueError(f"only task='domain_generalization' is supported, got {self.task!r}")
+
+
+def accuracy(algorithm: Algorithm, loader: FastDataLoader, device: torch.device) -> float:
+    """Top-1 accuracy of ``algorithm.predict`` (a single logit counts as binary), eval mode."""
+    correct = total = 0
+    algorithm.eval()
+    with torch.no_grad():
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            logits = algorithm.predict(x)
+            pred = (logits.squeeze(1) > 0).long() if logits.size(1) == 1 else logits.argmax(1)
+            correct += (pred == y).sum().item()
+            total += len(y)
+    algorithm.train()
+    return correct / max(total, 1)
+
+
+def _model_checkpoint(cfg: TrainConfig, algorithm: Algorithm, dataset: Any) -> dict[str, Any]:
+    return {
+        "args": asdict(cfg),
+        "model_input_shape": list(dataset.input_shape),
+        "model_num_classes": dataset.num_classes,
+        "model_num_domains": len(dataset) - len(cfg.test_envs),
+        "model_hparams": algorithm.hparams,
+        "model_dict": algorithm.state_dict(),
+    }
+
+
+def train(
+    cfg: TrainConfig,
+    algorithm_factory: Callable[..., Algorithm] | None = None,
+) -> list[dict[str, Any]]:
+    """Run one DomainBed training job and return its checkpoint records.
+
+    ``algorithm_factory(input_shape, num_classes, num_domains, hparams)`` defaults to the class
+    registered under ``cfg.algorithm``. With ``cfg.output_dir=None`` nothing is written.
+    """
+    algorithm_class = get_algorithm_class(cfg.algorithm)
+    factory = algorithm_factory or algorithm_class
+    hparams = resolve_hparams(
+        hparam_space(algorithm_class, cfg.dataset), cfg.hparams_seed, cfg.trial_seed, cfg.hparams
+    )
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    dataset = get_dataset(cfg.dataset, cfg.data_dir, cfg.test_envs, hparams)
+    in_splits, out_splits = [], []
+    for env_index, env in enumerate(dataset.datasets):
+        out, in_ = split_dataset(
+            env, int(len(env) * cfg.holdout_fraction), seed_hash(cfg.trial_seed, env_index)
+        )
+        in_splits.append(in_)
+        out_splits.append(out)
+
+    generator = torch.Generator().manual_seed(cfg.seed)
+    train_envs = [i for i in range(len(dataset)) if i not in cfg.test_envs]
+    train_loaders = [
+        InfiniteDataLoader(
+            in_splits[i],
+            class_balanced_weights(in_splits[i]) if hparams["class_balanced"] else None,
+            int(hparams["batch_size"]),
+            dataset.N_WORKERS,
+            generator,
+        )
+        for i in train_envs
+    ]
+    eval_loaders = {
+        f"env{i}_{name}": FastDataLoader(split, cfg.eval_batch_size, dataset.N_WORKERS)
+        for i in range(len(dataset))
+        for name, split in (("in", in_splits[i]), ("out", out_splits[i]))
+    }
+    algorithm = factory(dataset.input_shape, dataset.num_classes, len(train_envs), hparams).to(
+        device
+    )
+
+    steps = cfg.steps or dataset.N_STEPS
+    checkpoint_freq = cfg.checkpoint_freq or dataset.CHECKPOINT_FREQ
+    steps_per_epoch = min(len(in_splits[i]) / int(hparams["batch_size"]) for i in train_envs)
+    out_dir = Path(cfg.output_dir) if cfg.output_dir else None
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "results.jsonl").unlink(missing_ok=True)
+
+    records: list[dict[str, Any]] = []
+    checkpoint_vals: dict[str, list[float]] = defaultdict(list)
+    batches = zip(*train_loaders)
+    bar = progress_bar(range(steps), enabled=cfg.progress, desc=f"{cfg.algorithm} on {cfg.dataset}")
+    for step in bar:
+        step_start = time.perf_counter()
+        minibatches = [(x.to(device), y.to(device)) for x, y in next(batches)]
+        step_vals = algorithm.update(minibatches)
+        checkpoint_vals["step_time"].append(time.perf_counter() - step_start)
+        for key, value in step_vals.items():
+            checkpoint_vals[key].append(float(value))
+        if step % checkpoint_freq == 0 or step == steps - 1:
+            record: dict[str, Any] = {"step": step, "epoch": step / steps_per_epoch}
+            record.update({k: float(np.mean(v)) for k, v in checkpoint_vals.items()})
+            for name, loader in eval_loaders.items():
+                record[f"{name}_acc"] = accuracy(algorithm, loader, device)
+            record["mem_gb"] = (
+                torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else 0.0
+            )
+            record["hparams"] = hparams
+            record["args"] = {
+                **asdict(cfg),
+                "hparams": cfg.hparams
+                if isinstance(cfg.hparams, str)
+                else json.dumps(cfg.hparams or {}),
+            }
+            records.append(record)
+            checkpoint_vals = defaultdict(list)
+            if out_dir:
+                with open(out_dir / "results.jsonl", "a") as handle:
+                    handle.write(json.dumps(record, sort_keys=True) + "\n")
+                if cfg.save_model_every_checkpoint and not cfg.skip_model_save:
+                    torch.save(
+                        _model_checkpoint(cfg, algorithm, dataset),
+                        out_dir / f"model_step{step}.pkl",
+                    )
+            bar.set_postfix(loss=f"{record.get('loss', float('nan')):.3f}")
+    if out_dir:
+        if not cfg.skip_model_save:
+            torch.save(_model_checkpoint(cfg, algorithm, dataset), out_dir / "model.pkl")
+        (out_dir / "done").write_text("done\n")
+    return records
+
+
+def load_algorithm(path: str | Path, algorithm_class: type[Algorithm] | None = None) -> Algorithm:
+    """Rebuild an algorithm from a DomainBed ``model.pkl`` (``weights_only=True``)."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict) or "model_dict" not in checkpoint:
+        raise ValueError(f"{path} is not a DomainBed checkpoint (no 'model_dict')")
+    cls = algorithm_class or get_algorithm_class(checkpoint["args"]["algorithm"])
+    algorithm = cls(
+        tuple(checkpoint["model_input_shape"]),
+        checkpoint["model_num_classes"],
+        checkpoint["model_num_domains"],
+        checkpoint["model_hparams"],
+    )
+    algorithm.load_state_dict(checkpoint["model_dict"])
+    return algorithm
