@@ -49,7 +49,9 @@ class DyTConfig:
         if not 0.0 <= self.rate <= 1.0:
             raise ValueError(f"rate must lie in [0, 1], got {self.rate}")
         if self.adapter_scale != "learnable" and not isinstance(self.adapter_scale, (int, float)):
-            raise ValueError(f"adapter_scale must be a number or 'learnable', got {self.adapter_scale!r}")
+            raise ValueError(
+                f"adapter_scale must be a number or 'learnable', got {self.adapter_scale!r}"
+            )
         if not 0.0 <= self.adapter_dropout < 1.0:
             raise ValueError(f"adapter_dropout must lie in [0, 1), got {self.adapter_dropout}")
         if self.adapter_layernorm not in ("none", "in", "out"):
@@ -87,6 +89,8 @@ class TrainConfig:
     backbone_checkpoint: str = ""
     """Pre-trained backbone weights (e.g. timm's vit_base_patch16_224.orig_in21k file); empty = random."""
     img_size: int = 224
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    """Extra timm ``create_model`` arguments (e.g. a tiny width for smoke tests)."""
     dyt: DyTConfig = field(default_factory=DyTConfig)
     alpha: float = 2.0
     use_complete: bool = True
@@ -112,12 +116,16 @@ class TrainConfig:
     output_dir: str = "runs/dyt-tuning/train"
     max_steps: int = 0
     """Stop after this many optimiser steps (0 = run all epochs); for smoke tests."""
+    resume: bool = True
+    """Continue from ``output_dir/checkpoint.pth`` when it exists."""
 
     def __post_init__(self) -> None:
         if isinstance(self.dyt, dict):
             self.dyt = DyTConfig.from_dict(self.dyt)
         if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
+            raise ValueError(
+                f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}"
+            )
         if not 0 <= self.warmup_epochs <= self.epochs:
             raise ValueError(f"warmup_epochs must lie in [0, epochs], got {self.warmup_epochs}")
         if self.lr <= 0 or self.alpha < 0 or self.weight_decay < 0:

@@ -112,9 +112,7 @@ class DyTBlock(_DispatchBlockBase):
         self.adaptmlp = _make_adapter(config, self.embed_dim)
         self.mlp_token_select = TokenDispatcher(self.embed_dim, tau=config.tau)
 
-    def forward(
-        self, x: torch.Tensor, complete: bool = False, sparse: bool = False
-    ) -> BlockOutput:
+    def forward(self, x: torch.Tensor, complete: bool = False, sparse: bool = False) -> BlockOutput:
         """x: (B, T, C) -> (x (B, T, C), patch mask (B, 1, N, 1), patch logits (B, 1, N, 1))."""
         x = x + self._attention(x)
         mask, logits = self._dispatch(self.mlp_token_select, x)
@@ -152,9 +150,7 @@ class AttnDispatchBlock(_DispatchBlockBase):
         self.adaptattn = _make_adapter(config, self.embed_dim)
         self.attn_token_select = TokenDispatcher(self.embed_dim, tau=config.tau)
 
-    def forward(
-        self, x: torch.Tensor, complete: bool = False, sparse: bool = False
-    ) -> BlockOutput:
+    def forward(self, x: torch.Tensor, complete: bool = False, sparse: bool = False) -> BlockOutput:
         mask, logits = self._dispatch(self.attn_token_select, x)
         adapter_out = self.adaptattn(x)
         if complete:
@@ -176,9 +172,7 @@ class AttnMLPDispatchBlock(_DispatchBlockBase):
         self.adaptmlp = _make_adapter(config, self.embed_dim)
         self.mlp_token_select = TokenDispatcher(self.embed_dim, tau=config.tau)
 
-    def forward(
-        self, x: torch.Tensor, complete: bool = False, sparse: bool = False
-    ) -> BlockOutput:
+    def forward(self, x: torch.Tensor, complete: bool = False, sparse: bool = False) -> BlockOutput:
         attn_mask, attn_logits = self._dispatch(self.attn_token_select, x)
         adapter_out = self.adaptattn(x)
         if complete:
@@ -210,9 +204,7 @@ class LayerDispatchBlock(_DispatchBlockBase):
         self.adaptlayer = _make_adapter(config, self.embed_dim)
         self.layer_token_select = TokenDispatcher(self.embed_dim, tau=config.tau)
 
-    def forward(
-        self, x: torch.Tensor, complete: bool = False, sparse: bool = False
-    ) -> BlockOutput:
+    def forward(self, x: torch.Tensor, complete: bool = False, sparse: bool = False) -> BlockOutput:
         mask, logits = self._dispatch(self.layer_token_select, x)
         adapter_out = self.adaptlayer(x)
         if complete:
@@ -366,12 +358,9 @@ def _create_dyt_vit(variant: str, pretrained: bool, dyt_config: DyTConfig | None
 def dyt_vit_test(
     pretrained: bool = False, dyt_config: DyTConfig | None = None, **kwargs: Any
 ) -> DyTVisionTransformer:
-    """Tiny DyT ViT for tests: img 32, patch 8, width 32, depth 2, 2 heads."""
+    """Tiny DyT ViT for tests: img 32, patch 8, width 32, depth 2, 2 heads (caller wins)."""
     model_args = dict(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2)
-    vit = VisionTransformer(**{**model_args, **{k: v for k, v in kwargs.items()
-                                               if k not in DyTConfig.__dataclass_fields__}})
-    dyt_fields = {k: v for k, v in kwargs.items() if k in DyTConfig.__dataclass_fields__}
-    return convert_vit(vit, dyt_config, **dyt_fields)
+    return _create_dyt_vit("vit_base_patch16_224", False, dyt_config, **{**model_args, **kwargs})
 
 
 @register_model

@@ -8,7 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Adapter", "MoEAdapter", "TokenDispatcher", "gumbel_sigmoid_mask", "sample_logistic_noise"]
+__all__ = [
+    "Adapter",
+    "MoEAdapter",
+    "TokenDispatcher",
+    "gumbel_sigmoid_mask",
+    "sample_logistic_noise",
+]
 
 
 class Adapter(nn.Module):

@@ -1,0 +1,53 @@
+"""DyT: Dynamic Tuning for parameter- and inference-efficient ViT adaptation (NeurIPS 2024).
+
+Importing registers the timm names ``dyt_vit_test``, ``dyt_vit_base_patch16_224`` and
+``dyt_vit_large_patch16_224``.
+"""
+
+from dyt._version import __version__
+from dyt.config import DyTConfig, TrainConfig, get_train_preset
+from dyt.convert import (
+    load_adapter,
+    load_backbone,
+    load_official_checkpoint,
+    save_adapter,
+    save_official_checkpoint,
+)
+from dyt.data.vtab import VTABFolder, vtab_group_means
+from dyt.flops import ViTDims, dyt_flops, eval_flops
+from dyt.losses import DyTLoss
+from dyt.models import (
+    Adapter,
+    DyTVisionTransformer,
+    MoEAdapter,
+    TokenDispatcher,
+    convert_vit,
+    trainable_state_dict,
+)
+from dyt.train import evaluate, train
+
+__all__ = [
+    "Adapter",
+    "DyTConfig",
+    "DyTLoss",
+    "DyTVisionTransformer",
+    "MoEAdapter",
+    "TokenDispatcher",
+    "TrainConfig",
+    "VTABFolder",
+    "ViTDims",
+    "__version__",
+    "convert_vit",
+    "dyt_flops",
+    "eval_flops",
+    "evaluate",
+    "get_train_preset",
+    "load_adapter",
+    "load_backbone",
+    "load_official_checkpoint",
+    "save_adapter",
+    "save_official_checkpoint",
+    "train",
+    "trainable_state_dict",
+    "vtab_group_means",
+]
