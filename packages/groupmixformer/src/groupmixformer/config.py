@@ -42,7 +42,9 @@ class GroupMixFormerConfig:
                     f"got {self.embed_dims}"
                 )
         if self.num_heads != 8:
-            raise ValueError(f"num_heads must be 8 (the CRPE 2/3/3 head split), got {self.num_heads}")
+            raise ValueError(
+                f"num_heads must be 8 (the CRPE 2/3/3 head split), got {self.num_heads}"
+            )
         if any(d < 1 for d in self.depths):
             raise ValueError(f"depths must be >= 1, got {self.depths}")
         if any(r <= 0 for r in self.mlp_ratios):
@@ -62,13 +64,23 @@ class GroupMixFormerConfig:
 
 
 VARIANTS: dict[str, GroupMixFormerConfig] = {
-    "miny": GroupMixFormerConfig((40, 80, 160, 160), (3, 3, 12, 4), (4, 4, 4, 4), drop_path_rate=0.1),
-    "tiny": GroupMixFormerConfig((80, 160, 200, 240), (4, 4, 12, 4), (4, 4, 4, 4), drop_path_rate=0.1),
-    "small": GroupMixFormerConfig((80, 160, 320, 320), (2, 4, 12, 4), (4, 4, 4, 4), drop_path_rate=0.2),
-    "base": GroupMixFormerConfig((200, 240, 320, 480), (8, 8, 12, 8), (2, 2, 4, 4), drop_path_rate=0.5),
+    "miny": GroupMixFormerConfig(
+        (40, 80, 160, 160), (3, 3, 12, 4), (4, 4, 4, 4), drop_path_rate=0.1
+    ),
+    "tiny": GroupMixFormerConfig(
+        (80, 160, 200, 240), (4, 4, 12, 4), (4, 4, 4, 4), drop_path_rate=0.1
+    ),
+    "small": GroupMixFormerConfig(
+        (80, 160, 320, 320), (2, 4, 12, 4), (4, 4, 4, 4), drop_path_rate=0.2
+    ),
+    "base": GroupMixFormerConfig(
+        (200, 240, 320, 480), (8, 8, 12, 8), (2, 2, 4, 4), drop_path_rate=0.5
+    ),
     # The official config is marked "need to adjust": it gives 71.83M / 38.2G, not the published
     # 70.3M / 36.1G, and its drop path 0.1 is uncertain. Kept as released.
-    "large": GroupMixFormerConfig((240, 320, 360, 480), (8, 10, 30, 10), (4, 4, 2, 2), drop_path_rate=0.1),
+    "large": GroupMixFormerConfig(
+        (240, 320, 360, 480), (8, 10, 30, 10), (4, 4, 2, 2), drop_path_rate=0.1
+    ),
 }
 
 # Published figures (official README, 224x224, ImageNet-1k): params (M), FLOPs (G), top-1 (%).

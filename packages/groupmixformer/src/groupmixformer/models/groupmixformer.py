@@ -1,0 +1,659 @@
+"""GroupMixFormer: a hierarchical backbone of Group-Mix Attention (GMA) blocks.
+
+Structure and state-dict names follow the released code (AILab-CVC/GroupMixFormer), so its
+checkpoints load strictly. The attention is the released *factorized* form (softmax over tokens
+on K, then Q (K^T V), plus a conv relative-position term), not softmax(Q K^T) V.
+
+Each attention module has two numerically equivalent forward paths:
+
+* the reference path, op for op as released: q/k/v stacked as one batch of 3B images, one module
+  call per branch. Training always uses it (its BatchNorms must see q, k and v together).
+* the fused eval path (default in eval mode): BatchNorms folded into the convs, the four
+  aggregator branches and the local branch of q, k and v run as one depthwise 7x7 conv and one
+  grouped 1x1 conv on the channels-last view of the qkv output, and the three CRPE convs as one.
+  Zero-padded kernels add multiplications by zero, so FLOPs are counted on the reference path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from groupmixformer.config import GroupMixFormerConfig
+
+__all__ = [
+    "SeparableConv2d",
+    "ConvStem",
+    "PatchEmbedLayer",
+    "ConvPosEnc",
+    "Aggregator",
+    "ConvRelPosEnc",
+    "GroupMixAttention",
+    "GMABlock",
+    "GMAStage",
+    "GroupMixFormer",
+    "DropPath",
+    "factorized_attention",
+]
+
+logger = logging.getLogger(__name__)
+
+NUM_SEGMENTS = 5  # q/k/v channels split into 5 segments: 4 aggregator branches + 1 local branch
+CRPE_WINDOWS = ((3, 2), (5, 3), (7, 3))  # (kernel, heads) of the conv relative position encoding
+FUSED_KERNEL = 7  # every depthwise kernel of the fused path is zero-padded to 7x7
+
+
+def tokens_to_image(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(B, N, C) tokens -> (B, C, H, W) image, a channels-last view when ``x`` is contiguous."""
+    batch, num_tokens, channels = x.shape
+    if num_tokens != height * width:
+        raise ValueError(f"expected {height}x{width}={height * width} tokens, got {num_tokens}")
+    return x.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
+
+
+def image_to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, H*W, C) tokens; a view for channels-last inputs."""
+    batch, channels, height, width = x.shape
+    return x.permute(0, 2, 3, 1).reshape(batch, height * width, channels)
+
+
+def _pad_kernel(weight: torch.Tensor, size: int = FUSED_KERNEL) -> torch.Tensor:
+    """Zero-pad a (C, 1, k, k) depthwise kernel to (C, 1, size, size), centred."""
+    pad = (size - weight.shape[-1]) // 2
+    return F.pad(weight, (pad, pad, pad, pad))
+
+
+def _fold_batchnorm(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode BN as y = scale * x + shift; returns (scale, shift), each (C,)."""
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    return scale, bn.bias - bn.running_mean * scale
+
+
+def factorized_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """scale * q (softmax_N(k)^T v), the released "efficient" attention (no softmax on q).
+
+    q, k, v: (B, h, N, d); the softmax normalises each channel of k over the N tokens.
+    Returns (B, h, N, d).
+    """
+    context = k.softmax(dim=2).transpose(-1, -2) @ v  # (B, h, d, d)
+    return scale * (q @ context)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth per sample (identity in eval); each call draws a new mask."""
+
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask.div_(keep)
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob:.3f}"
+
+
+class Mlp(nn.Module):
+    """fc1 (C -> hidden), exact GELU, fc2 (hidden -> C)."""
+
+    def __init__(self, dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class SeparableConv2d(nn.Module):
+    """Depthwise k x k conv (``conv1``) then 1x1 conv (``pointwise_conv``), both without bias."""
+
+    def __init__(
+        self, in_chans: int, out_chans: int, kernel_size: int, stride: int = 1, padding: int = 0
+    ) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(
+            in_chans, in_chans, kernel_size, stride, padding, groups=in_chans, bias=False
+        )
+        self.pointwise_conv = nn.Conv2d(in_chans, out_chans, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pointwise_conv(self.conv1(x))
+
+
+class ConvStem(nn.Module):
+    """Two stride-2 3x3 convs (with bias) + BN + Hardswish: (B, in, H, W) -> (B, C0, H/4, W/4)."""
+
+    def __init__(self, in_chans: int, embed_dim: int) -> None:
+        super().__init__()
+        mid = embed_dim // 2
+        self.proj1 = nn.Conv2d(in_chans, mid, 3, stride=2, padding=1)
+        self.norm1 = nn.BatchNorm2d(mid)
+        self.act1 = nn.Hardswish()
+        self.proj2 = nn.Conv2d(mid, embed_dim, 3, stride=2, padding=1)
+        self.norm2 = nn.BatchNorm2d(embed_dim)
+        self.act2 = nn.Hardswish()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act1(self.norm1(self.proj1(x)))
+        return self.act2(self.norm2(self.proj2(x)))
+
+
+class PatchEmbedLayer(nn.Module):
+    """Separable 3x3 conv (stride 1 or 2) + BN + Hardswish; returns tokens and the real grid."""
+
+    def __init__(self, in_chans: int, embed_dim: int, stride: int) -> None:
+        super().__init__()
+        self.proj = SeparableConv2d(in_chans, embed_dim, 3, stride, 1)
+        self.norm = nn.BatchNorm2d(embed_dim)
+        self.act = nn.Hardswish()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """x: (B, C_in, H, W) -> tokens (B, H'*W', C), (H', W') read from the conv output."""
+        x = self.act(self.norm(self.proj(x)))
+        return image_to_tokens(x), (x.shape[2], x.shape[3])
+
+
+class ConvPosEnc(nn.Module):
+    """Conditional position encoding: x + DWConv3x3(x) on the image layout (``proj``, with bias)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        image = tokens_to_image(x, *size)
+        return image_to_tokens(self.proj(image) + image)
+
+
+class LocalBranch(nn.Module):
+    """The non-attention segment (``agg0``): SepConv3x3 over [q4; k4; v4] (3c -> c), LN, Hardswish."""
+
+    def __init__(self, seg_dim: int) -> None:
+        super().__init__()
+        self.conv = SeparableConv2d(seg_dim * 3, seg_dim, 3, 1, 1)
+        self.norm = nn.LayerNorm(seg_dim)  # default eps 1e-5, unlike the blocks' 1e-6
+        self.act = nn.Hardswish()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, 3c, H, W) -> (B, N, c)."""
+        return self.act(self.norm(image_to_tokens(self.conv(x))))
+
+
+class Aggregator(nn.Module):
+    """Group aggregators shared by q, k and v (identity / SepConv 3, 5, 7, each + BN + Hardswish)
+    on segments 0-3, and the local branch ``agg0`` on segment 4."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        seg = dim // NUM_SEGMENTS
+        self.seg_dim = seg
+        self.norm0 = nn.BatchNorm2d(seg)
+        self.act0 = nn.Hardswish()
+        self.agg1 = SeparableConv2d(seg, seg, 3, 1, 1)
+        self.norm1 = nn.BatchNorm2d(seg)
+        self.act1 = nn.Hardswish()
+        self.agg2 = SeparableConv2d(seg, seg, 5, 1, 2)
+        self.norm2 = nn.BatchNorm2d(seg)
+        self.act2 = nn.Hardswish()
+        self.agg3 = SeparableConv2d(seg, seg, 7, 1, 3)
+        self.norm3 = nn.BatchNorm2d(seg)
+        self.act3 = nn.Hardswish()
+        self.agg0 = LocalBranch(seg)
+
+    def forward(self, qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """qkv: (3B, C, H, W), ordered [q of all samples; k; v] -> (3B, 4c, H, W), local (B, N, c).
+
+        Every BN sees all 3B images, so in training its statistics are joint over q, k and v.
+        """
+        seg = self.seg_dim
+        batch3, _, height, width = qkv.shape
+        parts = qkv.split(seg, dim=1)
+        local = parts[4].reshape(3, batch3 // 3, seg, height, width).transpose(0, 1)
+        local = self.agg0(local.reshape(batch3 // 3, 3 * seg, height, width))
+        mixed = torch.cat(
+            [
+                self.act0(self.norm0(parts[0])),
+                self.act1(self.norm1(self.agg1(parts[1]))),
+                self.act2(self.norm2(self.agg2(parts[2]))),
+                self.act3(self.norm3(self.agg3(parts[3]))),
+            ],
+            dim=1,
+        )
+        return mixed, local
+
+    def fused_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Eval-mode weights acting on 15 groups of c channels [q0-3, k0-3, v0-3, q4, k4, v4].
+
+        Returns a depthwise kernel (15c, 1, 7, 7), and a grouped 1x1 weight (15c, c, 1, 1) with bias
+        (15c,) that folds the BNs. The last three groups give agg0's pointwise conv split by its
+        input thirds, so summing them gives agg0's pre-norm output.
+        """
+        seg = self.seg_dim
+        identity = torch.zeros_like(self.agg3.conv1.weight)
+        identity[:, :, FUSED_KERNEL // 2, FUSED_KERNEL // 2] = 1.0
+        branch_dw = torch.cat(
+            [
+                identity,
+                _pad_kernel(self.agg1.conv1.weight),
+                _pad_kernel(self.agg2.conv1.weight),
+                self.agg3.conv1.weight,
+            ]
+        )
+        depthwise = torch.cat([branch_dw] * 3 + [_pad_kernel(self.agg0.conv.conv1.weight)])
+        folded = [_fold_batchnorm(bn) for bn in (self.norm0, self.norm1, self.norm2, self.norm3)]
+        pointwise_weights = [torch.diag(folded[0][0])]
+        for (scale, _), agg in zip(folded[1:], (self.agg1, self.agg2, self.agg3)):
+            pointwise_weights.append(scale[:, None] * agg.pointwise_conv.weight[:, :, 0, 0])
+        branch_pw = torch.cat(pointwise_weights)  # (4c, c)
+        local_pw = self.agg0.conv.pointwise_conv.weight[:, :, 0, 0]  # (c, 3c)
+        local_pw = torch.cat(local_pw.split(seg, dim=1))  # (3c, c)
+        pointwise = torch.cat([branch_pw] * 3 + [local_pw])[:, :, None, None]
+        shift = torch.cat([s for _, s in folded])
+        bias = torch.cat([shift] * 3 + [shift.new_zeros(3 * seg)])
+        return depthwise, pointwise, bias
+
+
+class ConvRelPosEnc(nn.Module):
+    """Conv relative position encoding: depthwise convs on v' (heads split 2/3/3 for k = 3/5/7),
+    multiplied elementwise by q'."""
+
+    def __init__(self, head_dim: int) -> None:
+        super().__init__()
+        self.channel_splits = [heads * head_dim for _, heads in CRPE_WINDOWS]
+        self.conv_list = nn.ModuleList(
+            nn.Conv2d(ch, ch, k, padding=k // 2, groups=ch)
+            for (k, _), ch in zip(CRPE_WINDOWS, self.channel_splits)
+        )
+
+    def forward(self, q: torch.Tensor, v: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """q, v: (B, h, N, d) -> q * conv(v): (B, h, N, d)."""
+        batch, heads, num_tokens, head_dim = v.shape
+        image = v.permute(0, 1, 3, 2).reshape(batch, heads * head_dim, *size)
+        convolved = torch.cat(
+            [conv(part) for conv, part in zip(self.conv_list, image.split(self.channel_splits, 1))],
+            dim=1,
+        )
+        convolved = convolved.reshape(batch, heads, head_dim, num_tokens).transpose(2, 3)
+        return q * convolved
+
+    def fused_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One depthwise conv over all 4c channels: kernel (4c, 1, 7, 7), bias (4c,)."""
+        weight = torch.cat([_pad_kernel(conv.weight) for conv in self.conv_list])
+        return weight, torch.cat([conv.bias for conv in self.conv_list])
+
+
+class GroupMixAttention(nn.Module):
+    """Group-Mix Attention as released: factorized attention over aggregated q/k/v + CRPE, with
+    the local branch concatenated before the output projection.
+
+    For head h: A_h = s * q'_h (softmax_N(k'_h)^T v'_h), O_h = A_h + q'_h * CRPE(v')_h,
+    s = (C // 8)^-0.5 (from the full width C, as released).
+    """
+
+    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True) -> None:
+        super().__init__()
+        self.dim = dim
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.seg_dim = dim // NUM_SEGMENTS
+        self.head_dim = 4 * self.seg_dim // num_heads
+        self.use_fused_eval = True
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = nn.Dropout(0.0)  # exists in the release, never applied
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(0.0)
+        self.aggregator = Aggregator(dim)
+        self.crpe = ConvRelPosEnc(self.head_dim)
+        seg = self.seg_dim
+        order = [range(p * dim, p * dim + 4 * seg) for p in range(3)]
+        order += [range(p * dim + 4 * seg, (p + 1) * dim) for p in range(3)]
+        self.register_buffer(
+            "fused_qkv_order", torch.tensor([i for r in order for i in r]), persistent=False
+        )
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """x: (B, N, C) -> (B, N, C)."""
+        if self.training or not self.use_fused_eval:
+            return self.forward_reference(x, size)
+        return self.forward_fused(x, size)
+
+    def _attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, size: tuple[int, int]
+    ) -> torch.Tensor:
+        """q, k, v: (B, h, N, d) -> factorized attention + CRPE, merged head-major: (B, N, h*d)."""
+        out = factorized_attention(q, k, v, self.scale) + self.crpe(q, v, size)
+        return out.transpose(1, 2).flatten(2)
+
+    def forward_reference(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The released computation: q, k, v as one batch of 3B images through the aggregator."""
+        batch, num_tokens, dim = x.shape
+        height, width = size
+        qkv = self.qkv(x).reshape(batch, num_tokens, 3, dim).permute(2, 0, 1, 3)
+        qkv = tokens_to_image(qkv.reshape(3 * batch, num_tokens, dim), height, width)
+        mixed, local = self.aggregator(qkv)  # (3B, 4c, H, W), (B, N, c)
+        heads = self.num_heads
+        mixed = mixed.reshape(3, batch, heads, self.head_dim, num_tokens).transpose(-1, -2)
+        out = self._attend(mixed[0], mixed[1], mixed[2], size)
+        return self.proj_drop(self.proj(torch.cat([out, local], dim=-1)))
+
+    def forward_fused(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Eval-only path with BN folded and branches fused (same result as the reference)."""
+        batch, num_tokens, dim = x.shape
+        seg, heads, head_dim = self.seg_dim, self.num_heads, self.head_dim
+        order = self.fused_qkv_order
+        bias = self.qkv.bias[order] if self.qkv.bias is not None else None
+        qkv = F.linear(x, self.qkv.weight[order], bias)  # (B, N, 3C): [q0-3 k0-3 v0-3 q4 k4 v4]
+        depthwise, pointwise, pw_bias = self.aggregator.fused_weights()
+        image = tokens_to_image(qkv, *size)
+        image = F.conv2d(image, depthwise, padding=FUSED_KERNEL // 2, groups=3 * dim)
+        image = F.conv2d(image, pointwise, pw_bias, groups=3 * NUM_SEGMENTS)
+        tokens = image_to_tokens(image)  # (B, N, 3C)
+        q, k, v = (F.hardswish(t) for t in tokens[..., : 12 * seg].split(4 * seg, dim=-1))
+        local = tokens[..., 12 * seg : 13 * seg] + tokens[..., 13 * seg : 14 * seg]
+        local = local + tokens[..., 14 * seg :]
+        agg0 = self.aggregator.agg0
+        local = F.hardswish(agg0.norm(local))
+        # Factorized attention per head, on (B, N, h, d) views (no head transposes).
+        k = k.softmax(dim=1)
+        context = torch.einsum(
+            "bnhd,bnhe->bhde",
+            k.view(batch, num_tokens, heads, head_dim),
+            v.view(batch, num_tokens, heads, head_dim),
+        )
+        attended = torch.einsum(
+            "bnhd,bhde->bnhe", q.view(batch, num_tokens, heads, head_dim), context * self.scale
+        )
+        crpe_weight, crpe_bias = self.crpe.fused_weights()
+        rel = F.conv2d(
+            tokens_to_image(v, *size),
+            crpe_weight,
+            crpe_bias,
+            padding=FUSED_KERNEL // 2,
+            groups=4 * seg,
+        )
+        out = torch.addcmul(attended.reshape(batch, num_tokens, 4 * seg), q, image_to_tokens(rel))
+        return self.proj(torch.cat([out, local], dim=-1))
+
+
+class GMABlock(nn.Module):
+    """CPE, then x + DropPath(GMA(LN(x))), then x + DropPath(MLP(LN(x)))."""
+
+    def __init__(
+        self, dim: int, num_heads: int, mlp_ratio: float, qkv_bias: bool, drop_path: float
+    ) -> None:
+        super().__init__()
+        self.cpe = ConvPosEnc(dim)
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.att = GroupMixAttention(dim, num_heads, qkv_bias)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """x: (B, N, C) -> (B, N, C)."""
+        x = self.cpe(x, size)
+        x = x + self.drop_path(self.att(self.norm1(x), size))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class GMAStage(nn.Module):
+    """A stack of GMA blocks at one resolution (``gma_stage``)."""
+
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        mlp_ratio: float,
+        qkv_bias: bool,
+        drop_paths: Sequence[float],
+    ) -> None:
+        super().__init__()
+        self.grad_checkpointing = False
+        self.gma_stage = nn.ModuleList(
+            GMABlock(dim, num_heads, mlp_ratio, qkv_bias, drop_paths[i]) for i in range(depth)
+        )
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        for block in self.gma_stage:
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, x, size, use_reentrant=False)
+            else:
+                x = block(x, size)
+        return x
+
+
+class GroupMixFormer(nn.Module):
+    """GroupMixFormer classifier / backbone (strides 4, 8, 16, 32; channels ``embed_dims``).
+
+    Args mirror :class:`~groupmixformer.config.GroupMixFormerConfig`. ``backbone_only`` drops
+    ``norm4`` and ``head`` (the release's ``return_interm_layers`` mode for dense prediction).
+    Input sizes: any size the convs accept; multiples of 32 are the supported ones (the released
+    code only runs where ceil(ceil(H/2)/2) is divisible by 8).
+    """
+
+    def __init__(
+        self,
+        embed_dims: Sequence[int] = (80, 160, 320, 320),
+        depths: Sequence[int] = (2, 4, 12, 4),
+        mlp_ratios: Sequence[float] = (4, 4, 4, 4),
+        num_heads: int = 8,
+        qkv_bias: bool = True,
+        drop_path_rate: float = 0.2,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        global_pool: str = "avg",
+        backbone_only: bool = False,
+    ) -> None:
+        super().__init__()
+        if global_pool != "avg":
+            raise ValueError(
+                f"global_pool must be 'avg' (the release's mean pooling), got {global_pool!r}"
+            )
+        self.config = GroupMixFormerConfig(
+            embed_dims=tuple(embed_dims),  # type: ignore[arg-type]
+            depths=tuple(depths),  # type: ignore[arg-type]
+            mlp_ratios=tuple(mlp_ratios),  # type: ignore[arg-type]
+            num_heads=num_heads,
+            qkv_bias=qkv_bias,
+            drop_path_rate=drop_path_rate,
+            in_chans=in_chans,
+            num_classes=num_classes,
+        )
+        dims = self.config.embed_dims
+        self.embed_dims = dims
+        self.in_chans = in_chans
+        self.num_classes = num_classes
+        self.global_pool = global_pool
+        self.backbone_only = backbone_only
+        self.num_features = self.head_hidden_size = dims[-1]
+        self.grad_checkpointing = False
+        self.conv_stem = ConvStem(in_chans, dims[0])
+        self.patch_embed_layers = nn.ModuleList(
+            PatchEmbedLayer(dims[max(i - 1, 0)], dims[i], stride=1 if i == 0 else 2)
+            for i in range(4)
+        )
+        rates = torch.linspace(0, drop_path_rate, sum(self.config.depths), device="cpu").tolist()
+        starts = [sum(self.config.depths[:i]) for i in range(4)]
+        self.groupmixformer_backbone = nn.ModuleList(
+            GMAStage(
+                dims[i],
+                self.config.depths[i],
+                num_heads,
+                self.config.mlp_ratios[i],
+                qkv_bias,
+                rates[starts[i] : starts[i] + self.config.depths[i]],
+            )
+            for i in range(4)
+        )
+        self.feature_info = [
+            {"num_chs": dims[i], "reduction": 4 * 2**i, "module": f"groupmixformer_backbone.{i}"}
+            for i in range(4)
+        ]
+        if not backbone_only:
+            self.norm4 = nn.BatchNorm2d(dims[-1])
+            self.head = nn.Linear(dims[-1], num_classes) if num_classes > 0 else nn.Identity()
+        self.apply(self._init_weights)
+
+    @classmethod
+    def from_config(cls, config: GroupMixFormerConfig, **kwargs: Any) -> GroupMixFormer:
+        return cls(**config.to_dict(), **kwargs)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.trunc_normal_(module.weight, std=0.02, a=-2.0, b=2.0)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    # -- timm model surface ------------------------------------------------------------------
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        """Nothing by name: the optimizer skips decay for 1-D parameters and biases."""
+        return set()
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        return {
+            "stem": r"^conv_stem|^patch_embed_layers\.0\.",
+            "blocks": r"^groupmixformer_backbone\.(\d+)"
+            if coarse
+            else [
+                (r"^groupmixformer_backbone\.(\d+)\.gma_stage\.(\d+)", None),
+                (r"^patch_embed_layers\.(\d+)", (0,)),
+                (r"^norm4", (99999,)),
+            ],
+        }
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+        for stage in self.groupmixformer_backbone:
+            stage.grad_checkpointing = enable
+
+    def set_fused_eval(self, enable: bool = True) -> None:
+        """Use the fused attention path in eval mode (default) or the release's op order."""
+        for module in self.modules():
+            if isinstance(module, GroupMixAttention):
+                module.use_fused_eval = enable
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the head with a freshly initialised one (``num_classes=0``: identity)."""
+        if self.backbone_only:
+            raise ValueError("a backbone_only model has no classifier to reset")
+        if global_pool not in (None, "avg"):
+            raise ValueError(f"global_pool must be 'avg', got {global_pool!r}")
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head.apply(self._init_weights)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.ndim != 4 or x.shape[1] != self.in_chans:
+            raise ValueError(
+                f"expected images (B, {self.in_chans}, H, W), got shape {tuple(x.shape)}"
+            )
+
+    def _stages(self, x: torch.Tensor, stop: int | None = None) -> list[torch.Tensor]:
+        """Run the stem and stages 0..stop-1; return each stage's map (B, C_i, H_i, W_i)."""
+        self._check_input(x)
+        x = self.conv_stem(x)
+        outputs = []
+        for i in range(len(self.groupmixformer_backbone) if stop is None else stop):
+            tokens, size = self.patch_embed_layers[i](x)
+            tokens = self.groupmixformer_backbone[i](tokens, size)
+            x = tokens_to_image(tokens, *size)
+            outputs.append(x)
+        return outputs
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, in_chans, H, W) -> last stage map (B, C3, H/32, W/32), before ``norm4``."""
+        return self._stages(x)[-1]
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """All four stage maps, (B, C_i, H/2^(i+2), W/2^(i+2)), as the release's dense mode."""
+        return self._stages(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """x: (B, C3, h, w) -> norm4 (BatchNorm on the map), spatial mean, head: (B, K)."""
+        x = self.norm4(x).mean(dim=(2, 3))
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.backbone_only:
+            raise ValueError("a backbone_only model has no head; use forward_stages")
+        return self.forward_head(self.forward_features(x))
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | Sequence[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """timm's intermediate-feature API: stage maps at ``indices`` (int n: the last n).
+
+        ``norm`` has no effect: the release adds no norm to intermediate maps.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
+        take = _take_indices(indices)
+        stop = max(take) + 1 if (stop_early or intermediates_only) else None
+        maps = self._stages(x, stop)
+        intermediates = [maps[i] for i in take]
+        if intermediates_only:
+            return intermediates
+        return maps[-1], intermediates
+
+    def prune_intermediate_layers(
+        self,
+        indices: int | Sequence[int] = 1,
+        prune_norm: bool = False,
+        prune_head: bool = True,
+    ) -> list[int]:
+        """Drop the stages after the last index (and the head); return the kept indices."""
+        take = _take_indices(indices)
+        keep = max(take) + 1
+        self.groupmixformer_backbone = self.groupmixformer_backbone[:keep]
+        self.patch_embed_layers = self.patch_embed_layers[:keep]
+        if prune_head and not self.backbone_only:
+            self.norm4 = nn.Identity()
+            self.reset_classifier(0)
+        return take
+
+
+def _take_indices(indices: int | Sequence[int] | None, num_stages: int = 4) -> list[int]:
+    """timm convention: None = all stages, an int n = the last n stages, else explicit indices."""
+    if indices is None:
+        return list(range(num_stages))
+    if isinstance(indices, int):
+        if not 0 < indices <= num_stages:
+            raise ValueError(f"indices must be in 1..{num_stages}, got {indices}")
+        return list(range(num_stages - indices, num_stages))
+    take = [i + num_stages if i < 0 else i for i in indices]
+    if not take or any(not 0 <= i < num_stages for i in take):
+        raise ValueError(f"stage indices must be in 0..{num_stages - 1}, got {list(indices)}")
+    return take

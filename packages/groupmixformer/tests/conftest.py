@@ -1,0 +1,13 @@
+import pytest
+import torch
+from groupmixformer import GroupMixFormer
+
+from papers_shared.testing import block_network  # noqa: F401
+
+TINY = {"embed_dims": (40, 40, 40, 40), "depths": (1, 1, 1, 1), "num_classes": 4}
+
+
+@pytest.fixture
+def tiny_model() -> GroupMixFormer:
+    torch.manual_seed(0)
+    return GroupMixFormer(**TINY, drop_path_rate=0.0)
