@@ -100,7 +100,15 @@ def _read_raw(path: Path) -> object:
             f"{path} holds Python objects that need code to load (refused: weights_only=True). "
             f"Re-save it as a plain state dict or safetensors. Detail: {str(err).splitlines()[0]}"
         ) from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as err:
+    except (
+        RuntimeError,
+        EOFError,
+        zipfile.BadZipFile,
+        UnicodeDecodeError,
+        IndexError,
+        KeyError,
+        ValueError,
+    ) as err:  # what torch's loader raises on bytes that are not a checkpoint
         raise CheckpointError(
             f"{path} is not a torch checkpoint (.pth/.pt/.bin) or is truncated: {err}"
         ) from err

@@ -153,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick", dest="full", action="store_false", help="about a minute a package (default)"
     )
     mode.add_argument("--full", dest="full", action="store_true", help="the few-minute miniatures")
+    p.set_defaults(full=False)  # store_false above would otherwise make full the default
     p.add_argument("--output-dir", type=Path, default=Path("runs"))
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     p.add_argument("--json", action="store_true")

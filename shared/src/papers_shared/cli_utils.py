@@ -82,6 +82,7 @@ def add_demo_command(subparsers: argparse._SubParsersAction, method: Method) -> 
     mode.add_argument(
         "--full", dest="full", action="store_true", help="a few minutes; the README's numbers"
     )
+    parser.set_defaults(full=False)  # store_false above would otherwise make full the default
     parser.add_argument("--output-dir", type=Path, default=Path("runs"), help="root of run folders")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", dest="progress", action="store_false", default=None)

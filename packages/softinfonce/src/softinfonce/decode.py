@@ -164,18 +164,35 @@ def read_frames(
 
 
 def _read_decord(info: VideoInfo, indices: list[int], size: tuple[int, int] | None) -> np.ndarray:
+    """decord fast path. decord 0.6 fails (an error, not a hang) on some frame widths when it
+    converts or resizes; then this decodes at the native size and resizes, or falls back to PyAV."""
     import decord
 
-    height, width = size if size is not None else (-1, -1)
-    try:
-        reader = decord.VideoReader(info.path, ctx=decord.cpu(0), width=width, height=height, num_threads=1)
-        unique = sorted(set(indices))
-        batch = reader.get_batch(unique).asnumpy()
-        reader.seek(0)  # documented workaround for decord's leak on repeated get_batch
-    except decord.DECORDError as err:
-        raise DecodeError(f"decord cannot decode {info.path}: {err}") from err
+    unique = sorted(set(indices))
     position = {index: row for row, index in enumerate(unique)}
-    return batch[[position[i] for i in indices]]
+    attempts = [size, None] if size is not None else [None]
+    for attempt in attempts:
+        height, width = attempt if attempt is not None else (-1, -1)
+        try:
+            reader = decord.VideoReader(info.path, ctx=decord.cpu(0), width=width, height=height, num_threads=1)
+            batch = reader.get_batch(unique).asnumpy()
+            reader.seek(0)  # documented workaround for decord's leak on repeated get_batch
+        except decord.DECORDError as err:
+            if "DECORDArrayCopyFromTo" not in str(err):
+                raise DecodeError(f"decord cannot decode {info.path}: {err}") from err
+            logger.debug("decord cannot convert %s at size %s; retrying", info.path, attempt)
+            continue
+        if size is not None and attempt is None:
+            batch = _resize(batch, size)
+        return batch[[position[i] for i in indices]]
+    logger.debug("decord cannot convert %s; using PyAV", info.path)
+    return _read_pyav(info, indices, size)
+
+
+def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    video = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    video = torch.nn.functional.interpolate(video, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return video.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def _read_pyav(info: VideoInfo, indices: list[int], size: tuple[int, int] | None) -> np.ndarray:

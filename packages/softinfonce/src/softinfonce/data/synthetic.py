@@ -109,7 +109,9 @@ def write_clip(path: str | Path, frames: np.ndarray, audio: np.ndarray | None, f
         video.width, video.height = frames.shape[2], frames.shape[1]
         video.pix_fmt = "yuv420p"
         video.bit_rate = 2_000_000
-        sound = container.add_stream("aac", rate=sample_rate, layout="mono") if audio is not None else None
+        sound = None
+        if audio is not None:
+            sound = container.add_stream("aac", rate=sample_rate, layout="mono", options={"aac_coder": "fast"})
         for frame in frames:
             for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)

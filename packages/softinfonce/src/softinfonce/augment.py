@@ -1,0 +1,271 @@
+"""Speed co-augmentation: one playback speed applied to both modalities of a clip.
+
+For a view at speed ``s`` the video takes ``T`` frames with temporal stride ``s`` at the base rate
+``F`` (``idx_k = round(t0*fps + s*k*fps/F)``) and the audio window ``[t0, t0 + s*D)`` is resampled
+into ``D`` seconds, so the pitch scales by ``s`` (a sped-up cat sounds like a mouse). A clip gives
+two views, the original (speed 1) and a sped-up one, sharing the start time ``t0``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torchaudio.functional as AF
+from torch import nn
+
+__all__ = [
+    "CoAugConfig",
+    "ViewPlan",
+    "sample_speed",
+    "video_indices",
+    "fit_length",
+    "speed_audio",
+    "cut_audio",
+    "plan_views",
+    "SpatialAugment",
+    "EvalTransform",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class CoAugConfig:
+    """Settings of speed co-augmentation; [UNVERIFIED] defaults follow AVID / the spec."""
+
+    num_frames: int = 8  # T, frames per view [UNVERIFIED]
+    frame_rate: float = 16.0  # F, base frames per second [UNVERIFIED]
+    audio_duration: float = 2.0  # D seconds [UNVERIFIED]
+    sample_rate: int = 24_000  # [UNVERIFIED] (AVID)
+    speeds: tuple[float, ...] = (2.0, 3.0, 4.0)  # augmented speeds, uniform [UNVERIFIED]
+    speed_sampling: Literal["per_sample", "per_batch"] = "per_sample"
+    overflow: Literal["clamp", "loop"] = "clamp"
+    align: Literal["start", "centre"] = "start"
+    audio_mode: Literal["resample", "time_stretch"] = "resample"
+    use_augmented_view: bool = True  # False: one speed-1 view per clip (vanilla AV InfoNCE)
+    crop_size: int = 112
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    flip_prob: float = 0.5
+    color_jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.2)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    volume_jitter: tuple[float, float] = (0.9, 1.1)
+    n_fft: int = 1024
+    missing_audio: Literal["error", "zeros"] = "error"
+    decode_size: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.num_frames < 1 or self.frame_rate <= 0 or self.audio_duration <= 0 or self.sample_rate < 1:
+            raise ValueError("num_frames, frame_rate, audio_duration and sample_rate must be positive")
+        if not self.speeds or any(s <= 0 for s in self.speeds):
+            raise ValueError(f"speeds must be a non-empty tuple of positive numbers, got {self.speeds}")
+        for name, value, allowed in (
+            ("speed_sampling", self.speed_sampling, ("per_sample", "per_batch")),
+            ("overflow", self.overflow, ("clamp", "loop")),
+            ("align", self.align, ("start", "centre")),
+            ("audio_mode", self.audio_mode, ("resample", "time_stretch")),
+            ("missing_audio", self.missing_audio, ("error", "zeros")),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            raise ValueError(f"crop_scale must satisfy 0 < lo <= hi <= 1, got {self.crop_scale}")
+
+    @property
+    def num_samples(self) -> int:
+        """Audio samples per view, ``D * sr``."""
+        return int(round(self.audio_duration * self.sample_rate))
+
+    @property
+    def span(self) -> float:
+        """Seconds one speed-1 view covers (the longer of the video and audio windows)."""
+        return max(self.num_frames / self.frame_rate, self.audio_duration)
+
+    @property
+    def view_speeds(self) -> int:
+        return 2 if self.use_augmented_view else 1
+
+
+@dataclass(frozen=True)
+class ViewPlan:
+    """Where one view reads: its speed, start time (s) and source frame indices."""
+
+    speed: float
+    start: float
+    frame_indices: tuple[int, ...]
+
+
+def sample_speed(rng: random.Random, choices: Sequence[float] = (2.0, 3.0, 4.0)) -> float:
+    """One speed drawn uniformly from ``choices``."""
+    if not choices:
+        raise ValueError("choices must not be empty")
+    return float(choices[rng.randrange(len(choices))])
+
+
+def video_indices(
+    start: float,
+    speed: float,
+    source_fps: float,
+    num_decodable: int,
+    *,
+    num_frames: int = 8,
+    frame_rate: float = 16.0,
+    overflow: Literal["clamp", "loop"] = "clamp",
+) -> list[int]:
+    """``idx_k = round(t0*fps + s*k*fps/F)``, k < T, kept inside ``[0, num_decodable)``.
+
+    ``clamp`` moves the start back so the whole window fits, then clamps; ``loop`` wraps.
+    """
+    if num_decodable < 1:
+        raise ValueError(f"num_decodable must be >= 1, got {num_decodable}")
+    step = speed * source_fps / frame_rate
+    first = start * source_fps
+    if overflow == "clamp":
+        last = first + step * (num_frames - 1)
+        if round(last) > num_decodable - 1:
+            first = max(0.0, first - (round(last) - (num_decodable - 1)))
+        return [min(max(int(round(first + step * k)), 0), num_decodable - 1) for k in range(num_frames)]
+    if overflow == "loop":
+        return [int(round(first + step * k)) % num_decodable for k in range(num_frames)]
+    raise ValueError(f"overflow must be 'clamp' or 'loop', got {overflow!r}")
+
+
+def fit_length(waveform: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """Trim or zero-pad the last axis to exactly ``num_samples``."""
+    length = waveform.shape[-1]
+    if length >= num_samples:
+        return waveform[..., :num_samples]
+    return torch.nn.functional.pad(waveform, (0, num_samples - length))
+
+
+def _speed_ratio(speed: float, sample_rate: int) -> tuple[int, int]:
+    source = int(round(speed * sample_rate))
+    divisor = math.gcd(source, sample_rate)
+    return source // divisor, sample_rate // divisor
+
+
+def speed_audio(
+    window: torch.Tensor,
+    sample_rate: int,
+    speed: float,
+    num_samples: int,
+    mode: Literal["resample", "time_stretch"] = "resample",
+) -> torch.Tensor:
+    """Play ``window (..., s*D*sr)`` ``speed`` times faster into exactly ``num_samples`` samples.
+
+    ``resample`` equals ``torchaudio.functional.speed`` (Hann sinc, width 6, rolloff 0.99): pitch
+    scales by ``speed``. ``time_stretch`` (phase vocoder) keeps the pitch, as an ablation.
+    """
+    if speed == 1.0:
+        return fit_length(window, num_samples)
+    if mode == "resample":
+        source, target = _speed_ratio(speed, sample_rate)
+        out = AF.resample(window, source, target)
+    elif mode == "time_stretch":
+        n_fft, hop = 512, 128
+        window_fn = torch.hann_window(n_fft, device=window.device)
+        spec = torch.stft(window, n_fft, hop, window=window_fn, return_complex=True)
+        advance = torch.linspace(0, math.pi * hop, spec.shape[-2], device=window.device)[..., None]
+        stretched = AF.phase_vocoder(spec, speed, advance)
+        length = int(round(window.shape[-1] / speed))
+        out = torch.istft(stretched, n_fft, hop, window=window_fn, length=length)
+    else:
+        raise ValueError(f"mode must be 'resample' or 'time_stretch', got {mode!r}")
+    return fit_length(out, num_samples)
+
+
+def cut_audio(
+    waveform: torch.Tensor,
+    sample_rate: int,
+    start: float,
+    speed: float,
+    duration: float,
+    mode: Literal["resample", "time_stretch"] = "resample",
+) -> torch.Tensor:
+    """Samples ``[t0, t0 + s*D)`` of ``waveform (C, S)`` sped up into exactly ``D*sr`` samples."""
+    num_samples = int(round(duration * sample_rate))
+    first = int(round(start * sample_rate))
+    count = int(round(speed * duration * sample_rate))
+    window = fit_length(waveform[..., first : first + count], count)
+    return speed_audio(window, sample_rate, speed, num_samples, mode)
+
+
+def plan_views(
+    config: CoAugConfig,
+    source_fps: float,
+    num_decodable: int,
+    speeds: Sequence[float],
+    rng: random.Random,
+    centred: bool = False,
+) -> list[ViewPlan]:
+    """Start times and frame indices of the views at ``speeds`` (t0 or centre shared).
+
+    ``t0`` is drawn so the longest view fits; ``centred=True`` puts it in the middle instead.
+    """
+    duration = num_decodable / source_fps
+    longest = max(speeds) * config.span
+    room = max(0.0, duration - longest)
+    shared = room / 2 if centred else rng.uniform(0.0, room)
+    plans = []
+    for speed in speeds:
+        if config.align == "start":
+            start = shared
+        else:
+            start = max(0.0, shared + (longest - speed * config.span) / 2)
+        if config.overflow == "clamp":
+            start = max(0.0, min(start, duration - speed * config.span))
+        indices = video_indices(
+            start, speed, source_fps, num_decodable,
+            num_frames=config.num_frames, frame_rate=config.frame_rate, overflow=config.overflow,
+        )
+        plans.append(ViewPlan(speed=float(speed), start=start, frame_indices=tuple(indices)))
+    return plans
+
+
+class SpatialAugment(nn.Module):
+    """One random crop/flip/colour jitter for all frames of a view, then normalisation.
+
+    ``frames: (T, H, W, 3) uint8 -> (3, T, crop, crop) float``.
+    """
+
+    def __init__(self, config: CoAugConfig) -> None:
+        super().__init__()
+        from torchvision.transforms import v2
+
+        steps: list[nn.Module] = [
+            v2.RandomResizedCrop(config.crop_size, scale=config.crop_scale, antialias=True)
+        ]
+        if config.flip_prob > 0:
+            steps.append(v2.RandomHorizontalFlip(config.flip_prob))
+        if any(config.color_jitter):
+            steps.append(v2.ColorJitter(*config.color_jitter))
+        steps.append(v2.Normalize(config.mean, config.std))
+        self.transform = v2.Compose(steps)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        video = frames.permute(0, 3, 1, 2).float().div_(255)
+        return self.transform(video).permute(1, 0, 2, 3).contiguous()
+
+
+class EvalTransform(nn.Module):
+    """Resize the short side to ``crop/0.875`` then centre-crop; ``(T,H,W,3) -> (3,T,crop,crop)``."""
+
+    def __init__(self, config: CoAugConfig) -> None:
+        super().__init__()
+        from torchvision.transforms import v2
+
+        self.transform = v2.Compose([
+            v2.Resize(int(round(config.crop_size / 0.875)), antialias=True),
+            v2.CenterCrop(config.crop_size),
+            v2.Normalize(config.mean, config.std),
+        ])
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        video = frames.permute(0, 3, 1, 2).float().div_(255)
+        return self.transform(video).permute(1, 0, 2, 3).contiguous()

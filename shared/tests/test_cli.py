@@ -1,0 +1,77 @@
+import sys
+import textwrap
+from importlib.metadata import EntryPoint
+
+import pytest
+
+from papers_shared import cli, methods
+
+PLUGIN = textwrap.dedent("""
+    from papers_shared.methods import DemoResult, Method, Table
+
+    def info():
+        return [Table(["variant", "params"], [["tiny", 12]], title="fake")]
+
+    def demo(*, full=False, output_root=None, progress=None, seed=0):
+        ours, base = (0.9, 0.5) if full else (0.8, 0.5)
+        table = Table(["method", "acc"], [["ours", ours], ["base", base]])
+        return DemoResult("fake", "ours beats base", "acc", ours, base, ours > base, table)
+
+    def broken_demo(**kwargs):
+        raise RuntimeError("boom")
+
+    METHOD = Method("fake", "A fake paper", info, demo)
+    BROKEN = Method("broken", "A broken paper", info, broken_demo)
+    NOT_A_METHOD = 42
+""")
+
+
+@pytest.fixture
+def fake_plugins(tmp_path, monkeypatch):
+    (tmp_path / "fake_papers_plugin.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    eps = [
+        EntryPoint("fake", "fake_papers_plugin:METHOD", methods.ENTRY_POINT_GROUP),
+        EntryPoint("broken", "fake_papers_plugin:BROKEN", methods.ENTRY_POINT_GROUP),
+        EntryPoint("weird", "fake_papers_plugin:NOT_A_METHOD", methods.ENTRY_POINT_GROUP),
+    ]
+    monkeypatch.setattr(
+        methods, "entry_points", lambda group: eps if group == methods.ENTRY_POINT_GROUP else []
+    )
+    yield
+    sys.modules.pop("fake_papers_plugin", None)
+
+
+def test_list_shows_installed_and_broken_plugins(fake_plugins, capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "A fake paper" in out and "failed to load" in out and "weird" in out
+
+
+def test_demo_summary_reports_failures_without_stopping(fake_plugins, capsys, tmp_path):
+    code = cli.main(["demo", "fake", "broken", "absent", "--output-dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "| fake" in out and "held" in out and "0.8" in out
+    assert "error: RuntimeError: boom" in out and "not installed" in out
+
+
+def test_demo_full_mode_is_passed_through(fake_plugins, capsys, tmp_path):
+    assert cli.main(["demo", "fake", "--full", "--output-dir", str(tmp_path)]) == 0
+    assert "0.9" in capsys.readouterr().out
+
+
+def test_info_prints_tables(fake_plugins, capsys):
+    assert cli.main(["info", "fake"]) == 0
+    assert "| tiny" in capsys.readouterr().out
+
+
+def test_nothing_installed_is_said_clearly(monkeypatch, capsys):
+    monkeypatch.setattr(methods, "entry_points", lambda group: [])
+    assert cli.main(["demo"]) == 0 and cli.main(["list"]) == 0
+    assert "no method package is installed" in capsys.readouterr().out
+
+
+def test_table_rejects_ragged_rows():
+    with pytest.raises(ValueError, match="cells"):
+        methods.Table(["a", "b"], [[1]])
