@@ -9,7 +9,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from papers_shared.dg import ERM, HParam, Minibatches, register_algorithm
+from papers_shared.dg import (
+    ERM,
+    HParam,
+    Minibatches,
+    default_hparams,
+    hparam_space,
+    register_algorithm,
+)
 from papers_shared.dg.algorithms import make_adam
 from ridg.losses import BANK_DTYPES, REDUCTIONS, VARIANTS, RationaleInvarianceLoss
 
@@ -79,7 +86,7 @@ class RIDG(ERM):
                 "RIDG needs a linear classifier (the rationale W[k, j] * z[j] is defined only for "
                 "a linear last layer); set hparams nonlinear_classifier=false"
             )
-        defaults = {name: h.default for name, h in ridg_hparams("").items()}
+        defaults = default_hparams(hparam_space(type(self), ""))  # missing names -> defaults
         super().__init__(
             input_shape, num_classes, num_domains, {**defaults, **hparams}, make_optimizer
         )
