@@ -73,12 +73,16 @@ def test_erm_update_lowers_loss():
     data = DebugDomains()
     hparams = resolve_hparams(hparam_space(ERM, "DebugDomains"), 0, 0, {"cnn_width": 16})
     algorithm = ERM(data.input_shape, data.num_classes, 2, hparams)
-    xs = [d.tensors[0] for d in data.datasets[:2]]
-    batches = [(x, (x[:, 0].mean((1, 2)) > 0).long()) for x in xs]  # a learnable rule
+    batches = []
+    for dataset in data.datasets[:2]:  # a learnable rule: class 1 images are smoothed noise
+        x = dataset.tensors[0].clone()
+        y = torch.arange(len(x)) % 2
+        x[y == 1] = torch.nn.functional.avg_pool2d(x[y == 1], 3, 1, 1)
+        batches.append((x, y))
     first = algorithm.update(batches)["loss"]
     for _ in range(40):
         last = algorithm.update(batches)["loss"]
-    assert last < first * 0.8
+    assert last < first * 0.5
 
 
 def test_resnet_featurizer_keeps_batchnorm_frozen():

@@ -8,6 +8,7 @@ two views, the original (speed 1) and a sped-up one, sharing the start time ``t0
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torchaudio
 import torchaudio.functional as AF
 from torch import nn
 
@@ -144,10 +146,12 @@ def fit_length(waveform: torch.Tensor, num_samples: int) -> torch.Tensor:
     return torch.nn.functional.pad(waveform, (0, num_samples - length))
 
 
-def _speed_ratio(speed: float, sample_rate: int) -> tuple[int, int]:
+@functools.lru_cache(maxsize=64)
+def _resampler(speed: float, sample_rate: int) -> torchaudio.transforms.Resample:
+    """``Resample(s*sr -> sr)`` with its sinc kernel built once (same as ``functional.speed``)."""
     source = int(round(speed * sample_rate))
     divisor = math.gcd(source, sample_rate)
-    return source // divisor, sample_rate // divisor
+    return torchaudio.transforms.Resample(source // divisor, sample_rate // divisor)
 
 
 def speed_audio(
@@ -165,8 +169,7 @@ def speed_audio(
     if speed == 1.0:
         return fit_length(window, num_samples)
     if mode == "resample":
-        source, target = _speed_ratio(speed, sample_rate)
-        out = AF.resample(window, source, target)
+        out = _resampler(float(speed), int(sample_rate))(window)
     elif mode == "time_stretch":
         n_fft, hop = 512, 128
         window_fn = torch.hann_window(n_fft, device=window.device)

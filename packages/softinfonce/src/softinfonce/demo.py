@@ -50,8 +50,8 @@ class DemoSettings:
     num_workers: int = 1
 
 
-QUICK = DemoSettings(num_train=96, num_test=48, steps=40, batch_size=24)
-FULL = DemoSettings(num_train=192, num_test=96, steps=150, batch_size=32)
+QUICK = DemoSettings(num_train=64, num_test=48, steps=80, batch_size=16, num_workers=0)
+FULL = DemoSettings(num_train=192, num_test=96, steps=250, batch_size=32, num_workers=0)
 
 
 def demo_augment_config(**overrides: object) -> CoAugConfig:
@@ -64,8 +64,8 @@ def demo_augment_config(**overrides: object) -> CoAugConfig:
 
 
 def demo_model_config() -> ModelConfig:
-    """R(2+1)D-10 and Conv2D-10 at 1/8 of AVID's widths, 64-64-32 heads."""
-    return ModelConfig(video_depth=10, video_widths=(8, 16, 16, 32), audio_widths=(8, 16, 16, 32), head_dims=(64, 64, 32))
+    """2-layer MLP backbones (256 hidden, 128 features) and 128-64 heads: CPU-sized."""
+    return ModelConfig(arch="mlp", mlp_hidden=256, mlp_features=128, head_dims=(128, 64))
 
 
 def _generate(root: Path, settings: DemoSettings, seed: int) -> None:
@@ -98,7 +98,7 @@ def run_demo(
             model=demo_model_config(),
             weight_mode=weight_mode,
             temperature=0.1,
-            lr=2e-3,
+            lr=1e-3,
             batch_size=settings.batch_size,
             epochs=10_000,
             max_steps=settings.steps,

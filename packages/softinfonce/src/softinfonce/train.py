@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
@@ -33,7 +34,8 @@ from softinfonce.augment import CoAugConfig
 from softinfonce.data.datasets import ClipRecord, SpeedBatchSampler, SpeedCoAugDataset, collate_views
 from softinfonce.decode import VideoBackend
 from softinfonce.losses import SoftInfoNCELoss, WeightMode
-from softinfonce.models.avid import AVModel, create_av_model
+from softinfonce.models.avid import AVModel, ProjectionHead, create_av_model
+from softinfonce.models.tiny import MLPEncoder
 
 __all__ = ["ModelConfig", "PretrainConfig", "PretrainResult", "build_model", "pretrain", "train_step"]
 
@@ -42,8 +44,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class ModelConfig:
-    """Encoder sizes; the defaults are AVID's R(2+1)D-18 + Conv2D-10 + 512-512-128 heads."""
+    """Encoder sizes; the defaults are AVID's R(2+1)D-18 + Conv2D-10 + 512-512-128 heads.
 
+    ``arch="mlp"`` swaps both backbones for tiny 2-layer MLPs (CPU demos and tests).
+    """
+
+    arch: Literal["avid", "mlp"] = "avid"
+    mlp_hidden: int = 256
+    mlp_features: int = 128
     video_depth: int = 18
     video_widths: tuple[int, ...] = (64, 128, 256, 512)
     audio_widths: tuple[int, ...] = (64, 128, 256, 512)
@@ -102,8 +110,23 @@ class PretrainResult:
     seconds: float
 
 
-def build_model(config: ModelConfig) -> AVModel:
-    return create_av_model(config.video_depth, config.video_widths, config.audio_widths, config.head_dims)
+def build_model(config: ModelConfig, augment: CoAugConfig | None = None) -> AVModel:
+    """The AV model of ``config``; ``arch="mlp"`` needs ``augment`` for the input shapes."""
+    if config.arch == "avid":
+        return create_av_model(config.video_depth, config.video_widths, config.audio_widths, config.head_dims)
+    if config.arch != "mlp":
+        raise ValueError(f"arch must be 'avid' or 'mlp', got {config.arch!r}")
+    if augment is None:
+        raise ValueError("arch='mlp' needs the augment config to know its input shapes")
+    crop, frames = augment.crop_size, augment.num_frames
+    spec_frames = augment.num_samples // (augment.sample_rate // 100)
+    video = MLPEncoder((3, frames, crop, crop), config.mlp_hidden, config.mlp_features)
+    audio = MLPEncoder((1, spec_frames, augment.n_fft // 4 + 1), config.mlp_hidden, config.mlp_features)
+    return AVModel(
+        video, audio,  # type: ignore[arg-type]
+        ProjectionHead(config.mlp_features, config.head_dims),
+        ProjectionHead(config.mlp_features, config.head_dims),
+    )
 
 
 def train_step(
@@ -173,7 +196,7 @@ def pretrain(
         raise ValueError(f"{len(dataset)} clips are fewer than one batch of {config.batch_size}")
     loader = _loader(dataset, config, ctx, local_batch)
     torch.manual_seed(config.seed)  # same initial weights on every rank
-    model = build_model(config.model).to(ctx.device)
+    model = build_model(config.model, config.augment).to(ctx.device)
     loss_fn = SoftInfoNCELoss(
         temperature=config.temperature,
         weight_mode=config.weight_mode,

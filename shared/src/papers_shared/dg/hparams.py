@@ -26,7 +26,7 @@ __all__ = [
 
 # DomainBed treats these as "small image" datasets (different lr / batch size ranges).
 SMALL_IMAGE_DATASETS = frozenset(
-    {"Debug28", "RotatedMNIST", "ColoredMNIST", "RotatedDigits", "ColoredDigits"}
+    {"Debug28", "DebugDomains", "RotatedMNIST", "ColoredMNIST", "RotatedDigits", "ColoredDigits"}
 )
 
 
