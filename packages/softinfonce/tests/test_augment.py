@@ -5,7 +5,6 @@ import random
 
 import pytest
 import torch
-
 from softinfonce.audio import LogMelSpectrogram, LogSpectrogram, pair_average_bins
 from softinfonce.augment import (
     CoAugConfig,
@@ -25,7 +24,9 @@ def sine(freq: float, seconds: float, sample_rate: int) -> torch.Tensor:
 
 
 def _peak_hz(wave: torch.Tensor, sample_rate: int) -> float:
-    spectrum = torch.fft.rfft(wave[0].double() * torch.hann_window(wave.shape[-1], dtype=torch.float64)).abs()
+    spectrum = torch.fft.rfft(
+        wave[0].double() * torch.hann_window(wave.shape[-1], dtype=torch.float64)
+    ).abs()
     return float(spectrum.argmax()) * sample_rate / wave.shape[-1]
 
 
@@ -140,7 +141,12 @@ def test_log_spectrogram_is_time_first_200_by_257_for_two_seconds() -> None:
 def test_log_spectrogram_matches_hand_computation() -> None:
     wave = torch.randn(1, 8000)
     out = LogSpectrogram(8000, n_fft=256, hop_length=80)(wave)
-    power = torch.stft(wave, 256, 80, window=torch.hann_window(256), center=True, return_complex=True).abs() ** 2
+    power = (
+        torch.stft(
+            wave, 256, 80, window=torch.hann_window(256), center=True, return_complex=True
+        ).abs()
+        ** 2
+    )
     bins = torch.cat([power[:, :1], 0.5 * (power[:, 1::2] + power[:, 2::2])], dim=1)[..., :100]
     db = 10 * torch.log10(bins.clamp_min(1e-10))
     db = torch.maximum(db, db.max() - 100)

@@ -3,7 +3,6 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
 from softinfonce.losses import (
     SoftInfoNCELoss,
     partial_pair_weights,
@@ -25,16 +24,22 @@ def _views(n: int, dim: int = 16, speeds: tuple[float, float] = (1.0, 2.0), grad
 def test_one_view_per_clip_is_symmetric_infonce() -> None:  # (a)
     n, tau = 6, 0.07
     zv, za = torch.randn(n, 8), torch.randn(n, 8)
-    out = soft_info_nce(zv, za, torch.arange(n), torch.zeros(n, dtype=torch.long), torch.ones(n), temperature=tau)
+    out = soft_info_nce(
+        zv, za, torch.arange(n), torch.zeros(n, dtype=torch.long), torch.ones(n), temperature=tau
+    )
     logits = F.normalize(zv, dim=1) @ F.normalize(za, dim=1).T / tau
-    expected = 0.5 * (F.cross_entropy(logits, torch.arange(n)) + F.cross_entropy(logits.T, torch.arange(n)))
+    expected = 0.5 * (
+        F.cross_entropy(logits, torch.arange(n)) + F.cross_entropy(logits.T, torch.arange(n))
+    )
     torch.testing.assert_close(out.loss, expected, atol=1e-6, rtol=0)
 
 
 def test_each_row_has_2n_minus_2_strict_negatives() -> None:  # (b)
     n = 5
     _, _, clip_ids, view_ids, _ = _views(n)
-    targets, positive, partial = soft_targets(clip_ids, view_ids, clip_ids, view_ids, torch.full((2 * n, 2 * n), 0.3))
+    targets, positive, partial = soft_targets(
+        clip_ids, view_ids, clip_ids, view_ids, torch.full((2 * n, 2 * n), 0.3)
+    )
     negatives = ~(positive | partial)
     assert negatives.sum(1).tolist() == [2 * n - 2] * (2 * n)
     assert positive.sum(1).eq(1).all() and partial.sum(1).eq(1).all()
@@ -66,8 +71,12 @@ def test_feature_weights_do_not_change_the_gradient_path() -> None:  # (d) stop-
     w = partial_pair_weights("feature", za, za, sp, sp)
     logits = F.normalize(zv, dim=1) @ F.normalize(za, dim=1).T / 0.07
     t_v2a, _, _ = soft_targets(clip_ids, view_ids, clip_ids, view_ids, w)
-    t_a2v, _, _ = soft_targets(clip_ids, view_ids, clip_ids, view_ids, partial_pair_weights("feature", zv, zv, sp, sp))
-    manual = 0.5 * (soft_target_cross_entropy(logits, t_v2a) + soft_target_cross_entropy(logits.T, t_a2v))
+    t_a2v, _, _ = soft_targets(
+        clip_ids, view_ids, clip_ids, view_ids, partial_pair_weights("feature", zv, zv, sp, sp)
+    )
+    manual = 0.5 * (
+        soft_target_cross_entropy(logits, t_v2a) + soft_target_cross_entropy(logits.T, t_a2v)
+    )
     grad_manual = torch.autograd.grad(manual, za)[0]
     grad_ours = torch.autograd.grad(soft_info_nce(zv, za, clip_ids, view_ids, sp).loss, za)[0]
     torch.testing.assert_close(grad_ours, grad_manual)
@@ -82,7 +91,9 @@ def test_loss_is_invariant_to_permuting_clips() -> None:  # (e)
     permuted = soft_info_nce(zv[order], za[order], clip_ids[order], view_ids[order], sp[order]).loss
     torch.testing.assert_close(base, permuted)
     shuffle = torch.randperm(2 * n)  # any row order, ids carried along
-    shuffled = soft_info_nce(zv[shuffle], za[shuffle], clip_ids[shuffle], view_ids[shuffle], sp[shuffle]).loss
+    shuffled = soft_info_nce(
+        zv[shuffle], za[shuffle], clip_ids[shuffle], view_ids[shuffle], sp[shuffle]
+    ).loss
     torch.testing.assert_close(base, shuffled)
 
 
@@ -97,11 +108,15 @@ def test_soft_target_ce_reproduces_snclr() -> None:  # (f)
     attention = torch.softmax(torch.randn(b, k), dim=1)
     # SNCLR: -(2 tau) [ log p(positive) + sum_k att_k log p(neighbour_k) ], averaged over queries.
     log_p = F.log_softmax(logits, dim=1)
-    snclr = -(2 * tau) * (log_p[torch.arange(b), positives] + (attention * log_p.gather(1, neighbour_idx)).sum(1))
+    snclr = -(2 * tau) * (
+        log_p[torch.arange(b), positives] + (attention * log_p.gather(1, neighbour_idx)).sum(1)
+    )
     targets = torch.zeros(b, q)
     targets[torch.arange(b), positives] = 1.0
     targets.scatter_(1, neighbour_idx, attention)
-    torch.testing.assert_close(soft_target_cross_entropy(logits, targets, scale=2 * tau), snclr.mean())
+    torch.testing.assert_close(
+        soft_target_cross_entropy(logits, targets, scale=2 * tau), snclr.mean()
+    )
 
 
 def test_ratio_mode_gives_half_for_speed_two() -> None:  # (g)
@@ -129,7 +144,9 @@ def test_const_mode_and_normalized_targets() -> None:
 def test_soft_targets_raise_the_loss_floor() -> None:
     zv, za, clip_ids, view_ids, sp = _views(4)
     zero = soft_info_nce(zv, za, clip_ids, view_ids, sp, weight_mode="zero").loss
-    const = soft_info_nce(zv, za, clip_ids, view_ids, sp, weight_mode="const", const_weight=1.0).loss
+    const = soft_info_nce(
+        zv, za, clip_ids, view_ids, sp, weight_mode="const", const_weight=1.0
+    ).loss
     assert const > zero
 
 

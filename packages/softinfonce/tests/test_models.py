@@ -2,9 +2,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-
-from papers_shared.counting import count_parameters
 from softinfonce.convert import avid_filter_fn, load_avid_checkpoint, to_avid_checkpoint
 from softinfonce.models import (
     AudioConv2D,
@@ -14,6 +11,9 @@ from softinfonce.models import (
     create_av_model,
     r2plus1d_18_avid,
 )
+from torch import nn
+
+from papers_shared.counting import count_parameters
 
 
 def _tiny_model():
@@ -53,7 +53,12 @@ def test_audio_stage_shapes_match_the_spec() -> None:
     with torch.device("meta"):
         model = audio_conv2d_10()
         outs = model.forward_intermediates(torch.empty(1, 1, 200, 257))
-    assert [tuple(o.shape[1:]) for o in outs] == [(64, 50, 65), (128, 25, 33), (256, 13, 17), (512, 13, 17)]
+    assert [tuple(o.shape[1:]) for o in outs] == [
+        (64, 50, 65),
+        (128, 25, 33),
+        (256, 13, 17),
+        (512, 13, 17),
+    ]
 
 
 def test_global_pools_are_adaptive_max_pools() -> None:

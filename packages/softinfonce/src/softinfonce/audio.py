@@ -19,7 +19,9 @@ __all__ = ["LogSpectrogram", "LogMelSpectrogram", "pair_average_bins"]
 def pair_average_bins(power: torch.Tensor) -> torch.Tensor:
     """Keep bin 0 and average bins (1,2), (3,4), ...: ``(..., 1 + 2K, time) -> (..., 1 + K, time)``."""
     if power.shape[-2] % 2 != 1:
-        raise ValueError(f"expected an odd number of frequency bins (n_fft/2 + 1), got {power.shape[-2]}")
+        raise ValueError(
+            f"expected an odd number of frequency bins (n_fft/2 + 1), got {power.shape[-2]}"
+        )
     rest = power[..., 1:, :]
     paired = rest.reshape(*rest.shape[:-2], rest.shape[-2] // 2, 2, rest.shape[-1]).mean(dim=-2)
     return torch.cat([power[..., :1, :], paired], dim=-2)
@@ -44,14 +46,20 @@ class LogSpectrogram(nn.Module):
         self.sample_rate = sample_rate
         self.hop_length = hop_length or sample_rate // 100
         self.spectrogram = torchaudio.transforms.Spectrogram(
-            n_fft=n_fft, hop_length=self.hop_length, window_fn=torch.hann_window, center=True, power=2.0
+            n_fft=n_fft,
+            hop_length=self.hop_length,
+            window_fn=torch.hann_window,
+            center=True,
+            power=2.0,
         )
         self.to_db = torchaudio.transforms.AmplitudeToDB(stype="power", top_db=top_db)
         self.num_bins = n_fft // 4 + 1
         if stats is not None:
             mean, std = (torch.as_tensor(s, dtype=torch.float32) for s in stats)
             if mean.shape != (self.num_bins,) or std.shape != (self.num_bins,):
-                raise ValueError(f"stats must be two ({self.num_bins},) tensors, got {mean.shape}, {std.shape}")
+                raise ValueError(
+                    f"stats must be two ({self.num_bins},) tensors, got {mean.shape}, {std.shape}"
+                )
             self.register_buffer("mean", mean)
             self.register_buffer("std", std)
         else:
@@ -82,8 +90,13 @@ class LogMelSpectrogram(nn.Module):
             raise ValueError(f"log must be 'log' or 'db', got {log!r}")
         self.hop_length = hop_length or sample_rate // 100
         self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=sample_rate, n_fft=n_fft, hop_length=self.hop_length, n_mels=n_mels,
-            mel_scale="htk", norm=None, power=2.0,
+            sample_rate=sample_rate,
+            n_fft=n_fft,
+            hop_length=self.hop_length,
+            n_mels=n_mels,
+            mel_scale="htk",
+            norm=None,
+            power=2.0,
         )
         self.log = log
         self.to_db = torchaudio.transforms.AmplitudeToDB(stype="power", top_db=100.0)

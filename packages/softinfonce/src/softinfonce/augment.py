@@ -63,10 +63,19 @@ class CoAugConfig:
     decode_size: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
-        if self.num_frames < 1 or self.frame_rate <= 0 or self.audio_duration <= 0 or self.sample_rate < 1:
-            raise ValueError("num_frames, frame_rate, audio_duration and sample_rate must be positive")
+        if (
+            self.num_frames < 1
+            or self.frame_rate <= 0
+            or self.audio_duration <= 0
+            or self.sample_rate < 1
+        ):
+            raise ValueError(
+                "num_frames, frame_rate, audio_duration and sample_rate must be positive"
+            )
         if not self.speeds or any(s <= 0 for s in self.speeds):
-            raise ValueError(f"speeds must be a non-empty tuple of positive numbers, got {self.speeds}")
+            raise ValueError(
+                f"speeds must be a non-empty tuple of positive numbers, got {self.speeds}"
+            )
         for name, value, allowed in (
             ("speed_sampling", self.speed_sampling, ("per_sample", "per_batch")),
             ("overflow", self.overflow, ("clamp", "loop")),
@@ -132,7 +141,9 @@ def video_indices(
         last = first + step * (num_frames - 1)
         if round(last) > num_decodable - 1:
             first = max(0.0, first - (round(last) - (num_decodable - 1)))
-        return [min(max(int(round(first + step * k)), 0), num_decodable - 1) for k in range(num_frames)]
+        return [
+            min(max(int(round(first + step * k)), 0), num_decodable - 1) for k in range(num_frames)
+        ]
     if overflow == "loop":
         return [int(round(first + step * k)) % num_decodable for k in range(num_frames)]
     raise ValueError(f"overflow must be 'clamp' or 'loop', got {overflow!r}")
@@ -224,8 +235,13 @@ def plan_views(
         if config.overflow == "clamp":
             start = max(0.0, min(start, duration - speed * config.span))
         indices = video_indices(
-            start, speed, source_fps, num_decodable,
-            num_frames=config.num_frames, frame_rate=config.frame_rate, overflow=config.overflow,
+            start,
+            speed,
+            source_fps,
+            num_decodable,
+            num_frames=config.num_frames,
+            frame_rate=config.frame_rate,
+            overflow=config.overflow,
         )
         plans.append(ViewPlan(speed=float(speed), start=start, frame_indices=tuple(indices)))
     return plans
@@ -263,11 +279,13 @@ class EvalTransform(nn.Module):
         super().__init__()
         from torchvision.transforms import v2
 
-        self.transform = v2.Compose([
-            v2.Resize(int(round(config.crop_size / 0.875)), antialias=True),
-            v2.CenterCrop(config.crop_size),
-            v2.Normalize(config.mean, config.std),
-        ])
+        self.transform = v2.Compose(
+            [
+                v2.Resize(int(round(config.crop_size / 0.875)), antialias=True),
+                v2.CenterCrop(config.crop_size),
+                v2.Normalize(config.mean, config.std),
+            ]
+        )
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         video = frames.permute(0, 3, 1, 2).float().div_(255)

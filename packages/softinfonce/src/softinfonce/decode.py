@@ -92,7 +92,9 @@ def _probe_cached(path: str, mtime_ns: int, size: int) -> VideoInfo:
                 if packet.size > 0:
                     count += 1
         except av.error.FFmpegError as err:
-            raise DecodeError(f"{path} is corrupt (demux failed after {count} frames): {err}") from err
+            raise DecodeError(
+                f"{path} is corrupt (demux failed after {count} frames): {err}"
+            ) from err
         if count == 0:
             raise DecodeError(f"{path} has a video stream with no decodable frames")
         return VideoInfo(
@@ -133,7 +135,9 @@ def resolve_video_backend(backend: VideoBackend) -> str:
     if backend == "auto":
         return available_video_backends()[0]
     if backend == "decord" and not _has_decord():
-        raise ImportError("decord is not installed (it has wheels for Linux x86-64 and Windows only)")
+        raise ImportError(
+            "decord is not installed (it has wheels for Linux x86-64 and Windows only)"
+        )
     if backend not in ("decord", "pyav"):
         raise ValueError(f"video backend must be 'auto', 'decord' or 'pyav', got {backend!r}")
     return backend
@@ -174,7 +178,9 @@ def _read_decord(info: VideoInfo, indices: list[int], size: tuple[int, int] | No
     for attempt in attempts:
         height, width = attempt if attempt is not None else (-1, -1)
         try:
-            reader = decord.VideoReader(info.path, ctx=decord.cpu(0), width=width, height=height, num_threads=1)
+            reader = decord.VideoReader(
+                info.path, ctx=decord.cpu(0), width=width, height=height, num_threads=1
+            )
             batch = reader.get_batch(unique).asnumpy()
             reader.seek(0)  # documented workaround for decord's leak on repeated get_batch
         except decord.DECORDError as err:
@@ -191,7 +197,9 @@ def _read_decord(info: VideoInfo, indices: list[int], size: tuple[int, int] | No
 
 def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     video = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
-    video = torch.nn.functional.interpolate(video, size=size, mode="bilinear", antialias=True, align_corners=False)
+    video = torch.nn.functional.interpolate(
+        video, size=size, mode="bilinear", antialias=True, align_corners=False
+    )
     return video.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
@@ -245,7 +253,9 @@ def read_audio(
         if not container.streams.audio:
             if missing_audio == "zeros":
                 return torch.zeros(1, max(min_samples, 1)), True
-            raise MissingAudioError(f"{path} has no audio stream (pass missing_audio='zeros' to use silence)")
+            raise MissingAudioError(
+                f"{path} has no audio stream (pass missing_audio='zeros' to use silence)"
+            )
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         chunks: list[np.ndarray] = []

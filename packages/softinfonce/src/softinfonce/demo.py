@@ -14,24 +14,35 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import torch
-
-from papers_shared.methods import DemoResult, Table
-from papers_shared.runs import make_run_dir, plot_curves, write_metrics
 from softinfonce.augment import CoAugConfig
 from softinfonce.data.datasets import SpeedCoAugDataset, kinetics_folder
 from softinfonce.data.synthetic import SyntheticSpec, generate_split
-from softinfonce.evaluate import cross_modal_recall, extract_embeddings, linear_probe, retrieval_topk
+from softinfonce.evaluate import (
+    cross_modal_recall,
+    extract_embeddings,
+    linear_probe,
+    retrieval_topk,
+)
 from softinfonce.losses import WeightMode
 from softinfonce.train import ModelConfig, PretrainConfig, pretrain
+
+from papers_shared.methods import DemoResult, Table
+from papers_shared.runs import make_run_dir, plot_curves, write_metrics
 
 __all__ = ["DEMO_SPEC", "DemoSettings", "demo_augment_config", "demo_model_config", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
 DEMO_SPEC = SyntheticSpec(
-    num_classes=6, duration=4.5, fps=30, size=32, sample_rate=8000,
-    base_motion_hz=0.3, motion_step_hz=0.12, base_tone_hz=220.0, tone_ratio=1.3,
+    num_classes=6,
+    duration=4.5,
+    fps=30,
+    size=32,
+    sample_rate=8000,
+    base_motion_hz=0.3,
+    motion_step_hz=0.12,
+    base_tone_hz=220.0,
+    tone_ratio=1.3,
 )
 TEST_SPEEDS = (1.5, 2.5, 3.5)  # never seen in training (augmented speeds are 2, 3, 4)
 MODES: dict[str, tuple[str, bool, WeightMode]] = {
@@ -57,8 +68,15 @@ FULL = DemoSettings(num_train=192, num_test=96, steps=250, batch_size=32, num_wo
 def demo_augment_config(**overrides: object) -> CoAugConfig:
     """Tiny clips: 8 frames at 8 fps, 16 px crops, 1 s of 8 kHz audio (100 x 65 spectrogram)."""
     base = CoAugConfig(
-        num_frames=8, frame_rate=8.0, audio_duration=1.0, sample_rate=8000, n_fft=256,
-        crop_size=16, crop_scale=(0.5, 1.0), flip_prob=0.0, color_jitter=(0.3, 0.3, 0.3, 0.0),
+        num_frames=8,
+        frame_rate=8.0,
+        audio_duration=1.0,
+        sample_rate=8000,
+        n_fft=256,
+        crop_size=16,
+        crop_scale=(0.5, 1.0),
+        flip_prob=0.0,
+        color_jitter=(0.3, 0.3, 0.3, 0.0),
     )
     return replace(base, **overrides)  # type: ignore[arg-type]
 
@@ -76,7 +94,11 @@ def _generate(root: Path, settings: DemoSettings, seed: int) -> None:
 
 
 def run_demo(
-    *, full: bool = False, output_root: Path = Path("runs"), progress: bool | None = None, seed: int = 0
+    *,
+    full: bool = False,
+    output_root: Path = Path("runs"),
+    progress: bool | None = None,
+    seed: int = 0,
 ) -> DemoResult:
     settings = FULL if full else QUICK
     run_dir = make_run_dir("softinfonce", output_root)
@@ -89,7 +111,11 @@ def run_demo(
     eval_aug = demo_augment_config()
     datasets = {
         name: SpeedCoAugDataset(records, eval_aug, train=False, cache=True)
-        for name, records in (("train", train_records), ("test", test_records), ("probe", probe_records))
+        for name, records in (
+            ("train", train_records),
+            ("test", test_records),
+            ("probe", probe_records),
+        )
     }
     rows, metrics, curves = [], {}, {}
     for key, (label, augmented, weight_mode) in MODES.items():
@@ -112,11 +138,19 @@ def run_demo(
         train = extract_embeddings(model, datasets["train"])
         probe = extract_embeddings(model, datasets["probe"])
         recall = cross_modal_recall(test["z_video"], test["z_audio"])
-        probe_acc = linear_probe(train["video_feat"], train["label"], probe["video_feat"], probe["label"])
-        retrieval = retrieval_topk(probe["video_feat"], probe["label"], train["video_feat"], train["label"], ks=(1, 5))
+        probe_acc = linear_probe(
+            train["video_feat"], train["label"], probe["video_feat"], probe["label"]
+        )
+        retrieval = retrieval_topk(
+            probe["video_feat"], probe["label"], train["video_feat"], train["label"], ks=(1, 5)
+        )
         metrics[key] = {
-            "mode": label, **recall, "linear_probe": probe_acc, **{f"retrieval_{k}": v for k, v in retrieval.items()},
-            "final_loss": result.history[-1]["loss"], "train_seconds": result.seconds,
+            "mode": label,
+            **recall,
+            "linear_probe": probe_acc,
+            **{f"retrieval_{k}": v for k, v in retrieval.items()},
+            "final_loss": result.history[-1]["loss"],
+            "train_seconds": result.seconds,
             "mean_w": result.history[-1]["mean_w"],
         }
         curves[f"{key}: {label}"] = [h["loss"] for h in result.history]
@@ -125,7 +159,13 @@ def run_demo(
     r1 = {k: metrics[k]["R@1"] for k in MODES}
     held = r1["A"] < r1["B"] < r1["C"]
     table = Table(
-        headers=["mode", "v->a R@1 (unseen speeds)", "v->a R@5", "linear probe top-1", "video retrieval top-1"],
+        headers=[
+            "mode",
+            "v->a R@1 (unseen speeds)",
+            "v->a R@5",
+            "linear probe top-1",
+            "video retrieval top-1",
+        ],
         rows=rows,
         title=f"softinfonce demo ({'full' if full else 'quick'}): {settings.steps} steps x {settings.batch_size} clips, seed {seed}",
         notes=[
@@ -135,9 +175,22 @@ def run_demo(
             f"B > A: {r1['B'] > r1['A']}, C > B: {r1['C'] > r1['B']}",
         ],
     )
-    write_metrics(run_dir, {"settings": settings.__dict__, "seed": seed, "modes": metrics, "held": held,
-                            "seconds": time.perf_counter() - started})
-    plot_curves(curves, run_dir / "loss.png", title="pre-training loss (not comparable across modes)", ylabel="loss")
+    write_metrics(
+        run_dir,
+        {
+            "settings": settings.__dict__,
+            "seed": seed,
+            "modes": metrics,
+            "held": held,
+            "seconds": time.perf_counter() - started,
+        },
+    )
+    plot_curves(
+        curves,
+        run_dir / "loss.png",
+        title="pre-training loss (not comparable across modes)",
+        ylabel="loss",
+    )
     return DemoResult(
         package="softinfonce",
         claim="speed co-augmentation beats vanilla AV InfoNCE and SoftInfoNCE adds more (A < B < C, v->a R@1)",
@@ -149,5 +202,3 @@ def run_demo(
         run_dir=run_dir,
         details=metrics,
     )
-
-

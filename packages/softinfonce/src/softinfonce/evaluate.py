@@ -9,12 +9,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from softinfonce.data.datasets import SpeedCoAugDataset, collate_views
+from softinfonce.models.avid import AVModel
 from torch.utils.data import DataLoader
 
 from papers_shared.progress import progress_bar
 from papers_shared.sharding import take_shard
-from softinfonce.data.datasets import SpeedCoAugDataset, collate_views
-from softinfonce.models.avid import AVModel
 
 __all__ = [
     "extract_embeddings",
@@ -46,8 +46,12 @@ def extract_embeddings(
     """
     was_training = model.training
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_views)
-    parts: dict[str, list[torch.Tensor]] = {k: [] for k in ("video_feat", "audio_feat", "z_video", "z_audio", "label", "clip_id")}
+    loader = DataLoader(
+        dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_views
+    )
+    parts: dict[str, list[torch.Tensor]] = {
+        k: [] for k in ("video_feat", "audio_feat", "z_video", "z_audio", "label", "clip_id")
+    }
     for batch in progress_bar(loader, enabled=progress, desc="embed"):
         n = batch["label"].shape[0]
         video, audio = batch["video"][:n].to(device), batch["audio"][:n].to(device)
@@ -63,10 +67,14 @@ def extract_embeddings(
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
-def cross_modal_recall(z_video: torch.Tensor, z_audio: torch.Tensor, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+def cross_modal_recall(
+    z_video: torch.Tensor, z_audio: torch.Tensor, ks: Sequence[int] = (1, 5, 10)
+) -> dict[str, float]:
     """Video->audio R@k: row i's correct audio is row i. ``z_video, z_audio: (N, D)``."""
     if z_video.shape != z_audio.shape:
-        raise ValueError(f"need equal shapes, got {tuple(z_video.shape)} and {tuple(z_audio.shape)}")
+        raise ValueError(
+            f"need equal shapes, got {tuple(z_video.shape)} and {tuple(z_audio.shape)}"
+        )
     sims = F.normalize(z_video, dim=-1) @ F.normalize(z_audio, dim=-1).T
     correct = sims.diagonal()[:, None]
     rank = (sims > correct).sum(dim=1)  # 0 = retrieved first
@@ -85,10 +93,15 @@ def retrieval_topk(
     sims = F.normalize(queries, dim=-1) @ F.normalize(gallery, dim=-1).T
     order = sims.argsort(dim=1, descending=True)
     matches = gallery_labels[order] == query_labels[:, None]
-    return {f"top{k}": float(matches[:, : min(k, gallery.shape[0])].any(dim=1).float().mean()) for k in ks}
+    return {
+        f"top{k}": float(matches[:, : min(k, gallery.shape[0])].any(dim=1).float().mean())
+        for k in ks
+    }
 
 
-def average_clip_scores(scores: torch.Tensor, video_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def average_clip_scores(
+    scores: torch.Tensor, video_ids: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Video-level scores: mean over the clips of each video (AVID's Video@1). Returns (ids, scores)."""
     ids, inverse = video_ids.unique(return_inverse=True)
     sums = torch.zeros(len(ids), scores.shape[1], dtype=scores.dtype).index_add_(0, inverse, scores)
@@ -112,7 +125,9 @@ def linear_probe(
     num_classes = int(max(train_y.max(), test_y.max())) + 1
     torch.manual_seed(seed)
     layer = torch.nn.Linear(xtr.shape[1], num_classes)
-    optimizer = torch.optim.LBFGS(layer.parameters(), lr=0.5, max_iter=steps, line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS(
+        layer.parameters(), lr=0.5, max_iter=steps, line_search_fn="strong_wolfe"
+    )
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
@@ -144,7 +159,9 @@ def extract_features_job(
     for first in progress_bar(starts, enabled=progress, desc="extract"):
         path = out / f"part_{first:08d}.pt"
         if not path.exists():
-            subset = torch.utils.data.Subset(dataset, range(first, min(first + chunk_size, len(dataset))))
+            subset = torch.utils.data.Subset(
+                dataset, range(first, min(first + chunk_size, len(dataset)))
+            )
             feats = extract_embeddings(model, subset, batch_size=chunk_size, device=device)  # type: ignore[arg-type]
             tmp = path.with_suffix(".tmp")
             torch.save(feats, tmp)
@@ -157,6 +174,8 @@ def load_feature_parts(output_dir: str | Path) -> dict[str, torch.Tensor]:
     """Concatenate every ``part_*.pt`` of a finished :func:`extract_features_job`, in order."""
     paths = sorted(Path(output_dir).glob("part_*.pt"))
     if not paths:
-        raise FileNotFoundError(f"no part_*.pt files in {output_dir}; run `softinfonce extract` first")
+        raise FileNotFoundError(
+            f"no part_*.pt files in {output_dir}; run `softinfonce extract` first"
+        )
     parts = [torch.load(p, weights_only=True) for p in paths]
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}

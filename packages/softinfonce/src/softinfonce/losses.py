@@ -33,14 +33,18 @@ WeightMode = Literal["feature", "ratio", "const", "zero"]
 WEIGHT_MODES = ("feature", "ratio", "const", "zero")
 
 
-def soft_target_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+def soft_target_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, scale: float = 1.0
+) -> torch.Tensor:
     """``mean_i [ -scale * sum_j targets_ij * log_softmax(logits)_ij ]``; ``logits, targets: (B, K)``.
 
     Targets are used as given (no renormalisation). SNCLR's loss is this with targets
     ``one_hot + attention over the k neighbours`` and ``scale = 2 * tau``.
     """
     if logits.shape != targets.shape:
-        raise ValueError(f"logits and targets must have the same shape, got {tuple(logits.shape)} and {tuple(targets.shape)}")
+        raise ValueError(
+            f"logits and targets must have the same shape, got {tuple(logits.shape)} and {tuple(targets.shape)}"
+        )
     return -(scale * targets * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
 
 
@@ -161,7 +165,9 @@ def soft_info_nce(
     ranks and the anchors are this rank's rows; clip ids must be global.
     """
     if z_video.shape != z_audio.shape or z_video.ndim != 2:
-        raise ValueError(f"z_video and z_audio must both be (M, D), got {tuple(z_video.shape)} and {tuple(z_audio.shape)}")
+        raise ValueError(
+            f"z_video and z_audio must both be (M, D), got {tuple(z_video.shape)} and {tuple(z_audio.shape)}"
+        )
     m = z_video.shape[0]
     for name, t in (("clip_ids", clip_ids), ("view_ids", view_ids), ("speeds", speeds)):
         if t.shape != (m,):
@@ -170,17 +176,28 @@ def soft_info_nce(
         raise ValueError(f"weight_mode must be one of {WEIGHT_MODES}, got {weight_mode!r}")
     zv = F.normalize(z_video, dim=-1)
     za = F.normalize(z_audio, dim=-1)
-    use_gather = gather and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    use_gather = (
+        gather and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    )
     zv_all = gather_with_grad(zv) if use_gather else zv
     za_all = gather_with_grad(za) if use_gather else za
     clips_all = _gather_plain(clip_ids) if use_gather else clip_ids
     views_all = _gather_plain(view_ids) if use_gather else view_ids
     speeds_all = _gather_plain(speeds) if use_gather else speeds
 
-    def one_direction(anchor: torch.Tensor, candidates: torch.Tensor, same_rows: torch.Tensor, same_cols: torch.Tensor):
+    def one_direction(
+        anchor: torch.Tensor,
+        candidates: torch.Tensor,
+        same_rows: torch.Tensor,
+        same_cols: torch.Tensor,
+    ):
         logits = anchor @ candidates.T / temperature
-        w = partial_pair_weights(weight_mode, same_rows, same_cols, speeds, speeds_all, const_weight)
-        targets, positive, partial = soft_targets(clip_ids, view_ids, clips_all, views_all, w, normalize_targets)
+        w = partial_pair_weights(
+            weight_mode, same_rows, same_cols, speeds, speeds_all, const_weight
+        )
+        targets, positive, partial = soft_targets(
+            clip_ids, view_ids, clips_all, views_all, w, normalize_targets
+        )
         loss = soft_target_cross_entropy(logits, targets, scale)
         hits = positive.gather(1, logits.detach().argmax(dim=1, keepdim=True)).float().sum()
         return loss, w[partial], hits
@@ -237,10 +254,19 @@ class SoftInfoNCELoss(nn.Module):
         return (1.0 / self.log_inv_temperature.exp()).clamp(low, high)
 
     def forward(
-        self, z_video: torch.Tensor, z_audio: torch.Tensor, clip_ids: torch.Tensor, view_ids: torch.Tensor, speeds: torch.Tensor
+        self,
+        z_video: torch.Tensor,
+        z_audio: torch.Tensor,
+        clip_ids: torch.Tensor,
+        view_ids: torch.Tensor,
+        speeds: torch.Tensor,
     ) -> LossOutput:
         return soft_info_nce(
-            z_video, z_audio, clip_ids, view_ids, speeds,
+            z_video,
+            z_audio,
+            clip_ids,
+            view_ids,
+            speeds,
             temperature=self.temperature,
             weight_mode=self.weight_mode,
             const_weight=self.const_weight,

@@ -15,7 +15,13 @@ def info() -> list[Table]:
     return info_tables()
 
 
-def demo(*, full: bool = False, output_root: Path = Path("runs"), progress: bool | None = None, seed: int = 0) -> DemoResult:
+def demo(
+    *,
+    full: bool = False,
+    output_root: Path = Path("runs"),
+    progress: bool | None = None,
+    seed: int = 0,
+) -> DemoResult:
     from softinfonce.demo import run_demo
 
     return run_demo(full=full, output_root=output_root, progress=progress, seed=seed)

@@ -17,6 +17,17 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from softinfonce.augment import CoAugConfig
+from softinfonce.data.datasets import (
+    ClipRecord,
+    SpeedBatchSampler,
+    SpeedCoAugDataset,
+    collate_views,
+)
+from softinfonce.decode import VideoBackend
+from softinfonce.losses import SoftInfoNCELoss, WeightMode
+from softinfonce.models.avid import AVModel, ProjectionHead, create_av_model
+from softinfonce.models.tiny import MLPEncoder
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from papers_shared.checkpoint import save_safetensors
@@ -30,14 +41,15 @@ from papers_shared.distributed import (
 )
 from papers_shared.progress import progress_bar
 from papers_shared.seeding import seed_everything
-from softinfonce.augment import CoAugConfig
-from softinfonce.data.datasets import ClipRecord, SpeedBatchSampler, SpeedCoAugDataset, collate_views
-from softinfonce.decode import VideoBackend
-from softinfonce.losses import SoftInfoNCELoss, WeightMode
-from softinfonce.models.avid import AVModel, ProjectionHead, create_av_model
-from softinfonce.models.tiny import MLPEncoder
 
-__all__ = ["ModelConfig", "PretrainConfig", "PretrainResult", "build_model", "pretrain", "train_step"]
+__all__ = [
+    "ModelConfig",
+    "PretrainConfig",
+    "PretrainResult",
+    "build_model",
+    "pretrain",
+    "train_step",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +95,9 @@ class PretrainConfig:
 
     def __post_init__(self) -> None:
         if self.batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2 (negatives come from the batch), got {self.batch_size}")
+            raise ValueError(
+                f"batch_size must be >= 2 (negatives come from the batch), got {self.batch_size}"
+            )
         if self.lr <= 0 or self.epochs < 1:
             raise ValueError("lr and epochs must be positive")
 
@@ -113,7 +127,9 @@ class PretrainResult:
 def build_model(config: ModelConfig, augment: CoAugConfig | None = None) -> AVModel:
     """The AV model of ``config``; ``arch="mlp"`` needs ``augment`` for the input shapes."""
     if config.arch == "avid":
-        return create_av_model(config.video_depth, config.video_widths, config.audio_widths, config.head_dims)
+        return create_av_model(
+            config.video_depth, config.video_widths, config.audio_widths, config.head_dims
+        )
     if config.arch != "mlp":
         raise ValueError(f"arch must be 'avid' or 'mlp', got {config.arch!r}")
     if augment is None:
@@ -121,9 +137,12 @@ def build_model(config: ModelConfig, augment: CoAugConfig | None = None) -> AVMo
     crop, frames = augment.crop_size, augment.num_frames
     spec_frames = augment.num_samples // (augment.sample_rate // 100)
     video = MLPEncoder((3, frames, crop, crop), config.mlp_hidden, config.mlp_features)
-    audio = MLPEncoder((1, spec_frames, augment.n_fft // 4 + 1), config.mlp_hidden, config.mlp_features)
+    audio = MLPEncoder(
+        (1, spec_frames, augment.n_fft // 4 + 1), config.mlp_hidden, config.mlp_features
+    )
     return AVModel(
-        video, audio,  # type: ignore[arg-type]
+        video,
+        audio,  # type: ignore[arg-type]
         ProjectionHead(config.mlp_features, config.head_dims),
         ProjectionHead(config.mlp_features, config.head_dims),
     )
@@ -143,8 +162,11 @@ def train_step(
     with autocast(device, enabled=mixed_precision):
         z_video, z_audio = model(video, audio)  # one forward per modality over all views
     out = loss_fn(
-        z_video.float(), z_audio.float(),
-        batch["clip_ids"].to(device), batch["view_ids"].to(device), batch["speeds"].to(device),
+        z_video.float(),
+        z_audio.float(),
+        batch["clip_ids"].to(device),
+        batch["view_ids"].to(device),
+        batch["speeds"].to(device),
     )
     optimizer.zero_grad(set_to_none=True)
     out.loss.backward()
@@ -157,10 +179,14 @@ def train_step(
     }
 
 
-def _loader(dataset: SpeedCoAugDataset, config: PretrainConfig, ctx: DistContext, local_batch: int) -> DataLoader:
+def _loader(
+    dataset: SpeedCoAugDataset, config: PretrainConfig, ctx: DistContext, local_batch: int
+) -> DataLoader:
     generator = torch.Generator().manual_seed(config.seed)
     if ctx.is_distributed:
-        sampler = DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=True, seed=config.seed, drop_last=True)
+        sampler = DistributedSampler(
+            dataset, ctx.world_size, ctx.rank, shuffle=True, seed=config.seed, drop_last=True
+        )
     else:
         sampler = RandomSampler(dataset, generator=generator)
     common = {
@@ -187,9 +213,13 @@ def pretrain(
     ctx = init_distributed(device)
     seed_everything(config.seed + ctx.rank)
     if config.batch_size % ctx.world_size:
-        raise ValueError(f"batch_size {config.batch_size} is not divisible by world size {ctx.world_size}")
+        raise ValueError(
+            f"batch_size {config.batch_size} is not divisible by world size {ctx.world_size}"
+        )
     local_batch = config.batch_size // ctx.world_size
-    dataset = SpeedCoAugDataset(records, config.augment, backend=config.backend, cache=config.cache_decoded)
+    dataset = SpeedCoAugDataset(
+        records, config.augment, backend=config.backend, cache=config.cache_decoded
+    )
     if config.cache_decoded:
         dataset.preload()
     if len(dataset) < config.batch_size:
@@ -210,8 +240,13 @@ def pretrain(
     total = config.epochs * len(loader)
     if config.max_steps is not None:
         total = min(total, config.max_steps)
-    logger.info("pre-training %d steps, %d clips/step (%d views), world size %d", total,
-                config.batch_size, config.batch_size * config.augment.view_speeds, ctx.world_size)
+    logger.info(
+        "pre-training %d steps, %d clips/step (%d views), world size %d",
+        total,
+        config.batch_size,
+        config.batch_size * config.augment.view_speeds,
+        ctx.world_size,
+    )
     history: list[dict[str, float]] = []
     step, started = 0, time.perf_counter()
     bar = progress_bar(total=total, enabled=(progress if ctx.is_main else False), desc="pre-train")
@@ -221,15 +256,22 @@ def pretrain(
             if hasattr(holder, "set_epoch"):
                 holder.set_epoch(epoch)
         for batch in loader:
-            logs = train_step(ddp_model, loss_fn, optimizer, batch, ctx.device, config.mixed_precision)
+            logs = train_step(
+                ddp_model, loss_fn, optimizer, batch, ctx.device, config.mixed_precision
+            )
             step += 1
             logs = {"step": float(step), **logs, "loss": all_reduce_mean(logs["loss"])}
             history.append(logs)
             bar.update(1)
             if step % config.log_every == 0 or step == total:
                 bar.set_postfix(loss=f"{logs['loss']:.3f}", pos_acc=f"{logs['pos_acc']:.2f}")
-                logger.info("step %d loss %.4f mean_w %.3f pos_acc %.3f", step, logs["loss"],
-                            logs["mean_w"] if not math.isnan(logs["mean_w"]) else -1, logs["pos_acc"])
+                logger.info(
+                    "step %d loss %.4f mean_w %.3f pos_acc %.3f",
+                    step,
+                    logs["loss"],
+                    logs["mean_w"] if not math.isnan(logs["mean_w"]) else -1,
+                    logs["pos_acc"],
+                )
             if step >= total:
                 break
         if step >= total:
@@ -238,10 +280,17 @@ def pretrain(
     model = unwrap_model(ddp_model)  # type: ignore[assignment]
     if output_dir is not None and ctx.is_main:
         save_pretrained(model, config, output_dir, history)
-    return PretrainResult(model=model, history=history, steps=step, seconds=time.perf_counter() - started)
+    return PretrainResult(
+        model=model, history=history, steps=step, seconds=time.perf_counter() - started
+    )
 
 
-def save_pretrained(model: AVModel, config: PretrainConfig, output_dir: str | Path, history: list[dict] | None = None) -> Path:
+def save_pretrained(
+    model: AVModel,
+    config: PretrainConfig,
+    output_dir: str | Path,
+    history: list[dict] | None = None,
+) -> Path:
     """``model.safetensors`` (AVID key names) + ``config.json`` (+ ``history.json``)."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -10,11 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset, Sampler
-
 from softinfonce.audio import LogSpectrogram
-from softinfonce.augment import CoAugConfig, EvalTransform, SpatialAugment, cut_audio, plan_views, sample_speed
+from softinfonce.augment import (
+    CoAugConfig,
+    EvalTransform,
+    SpatialAugment,
+    cut_audio,
+    plan_views,
+    sample_speed,
+)
 from softinfonce.decode import VideoBackend, probe_video, read_audio, read_frames
+from torch.utils.data import Dataset, Sampler
 
 __all__ = [
     "ClipRecord",
@@ -48,7 +54,9 @@ def kinetics_folder(root: str | Path, split: str = "train") -> tuple[list[ClipRe
     """``<root>/<split>/<class>/<ytid>_<start6>_<end6>.mp4``; label = sorted class index."""
     base = Path(root) / split
     if not base.is_dir():
-        raise FileNotFoundError(f"{base} is not a folder; expected <root>/<split>/<class_name>/*.mp4")
+        raise FileNotFoundError(
+            f"{base} is not a folder; expected <root>/<split>/<class_name>/*.mp4"
+        )
     classes = sorted(p.name for p in base.iterdir() if p.is_dir())
     if not classes:
         raise FileNotFoundError(f"{base} has no class folders")
@@ -71,7 +79,9 @@ def read_clip_csv(path: str | Path, root: str | Path | None = None) -> list[Clip
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or not {"path", "label"} <= set(reader.fieldnames):
-            raise ValueError(f"{path} needs a header with columns path,label[,start,end], got {reader.fieldnames}")
+            raise ValueError(
+                f"{path} needs a header with columns path,label[,start,end], got {reader.fieldnames}"
+            )
         for line, row in enumerate(reader, start=2):
             try:
                 label = int(row["label"])
@@ -94,7 +104,9 @@ def kinetics_sounds(
         raise ValueError(f"classes in {class_list} missing under {root}/{split}: {missing[:5]}")
     keep = sorted(wanted)
     remap = {classes.index(name): i for i, name in enumerate(keep)}
-    return [ClipRecord(r.path, remap[r.label], r.start, r.end) for r in records if r.label in remap], keep
+    return [
+        ClipRecord(r.path, remap[r.label], r.start, r.end) for r in records if r.label in remap
+    ], keep
 
 
 def ucf101_split(
@@ -186,9 +198,15 @@ class SpeedCoAugDataset(Dataset):
         record = self.records[index]
         info = probe_video(record.path)
         first = int(round((record.start or 0.0) * info.fps))
-        last = info.num_frames if record.end is None else min(info.num_frames, int(round(record.end * info.fps)))
+        last = (
+            info.num_frames
+            if record.end is None
+            else min(info.num_frames, int(round(record.end * info.fps)))
+        )
         if last <= first:
-            raise ValueError(f"{record.path}: segment [{record.start}, {record.end}] s has no frames")
+            raise ValueError(
+                f"{record.path}: segment [{record.start}, {record.end}] s has no frames"
+            )
         return info.fps, first, last
 
     def _decoded(self, index: int) -> tuple[float, torch.Tensor, torch.Tensor, bool]:
@@ -196,8 +214,15 @@ class SpeedCoAugDataset(Dataset):
         if index not in self._cache:
             record = self.records[index]
             info = probe_video(record.path)
-            frames = read_frames(record.path, range(info.num_frames), size=self.config.decode_size, backend=self.backend)
-            audio, missing = read_audio(record.path, self.config.sample_rate, missing_audio=self.config.missing_audio)
+            frames = read_frames(
+                record.path,
+                range(info.num_frames),
+                size=self.config.decode_size,
+                backend=self.backend,
+            )
+            audio, missing = read_audio(
+                record.path, self.config.sample_rate, missing_audio=self.config.missing_audio
+            )
             self._cache[index] = (info.fps, frames, audio, missing)
         return self._cache[index]
 
@@ -228,14 +253,23 @@ class SpeedCoAugDataset(Dataset):
             frames = all_frames[wanted]
         else:
             frames = read_frames(record.path, wanted, size=cfg.decode_size, backend=self.backend)
-            audio, missing = read_audio(record.path, cfg.sample_rate, missing_audio=cfg.missing_audio)
+            audio, missing = read_audio(
+                record.path, cfg.sample_rate, missing_audio=cfg.missing_audio
+            )
         row = {index: r for r, index in enumerate(wanted)}
         offset = first / fps
         videos, audios = [], []
         for plan in plans:
             view = frames[[row[first + i] for i in plan.frame_indices]]
             videos.append(self.spatial(view))
-            wave = cut_audio(audio, cfg.sample_rate, offset + plan.start, plan.speed, cfg.audio_duration, cfg.audio_mode)
+            wave = cut_audio(
+                audio,
+                cfg.sample_rate,
+                offset + plan.start,
+                plan.speed,
+                cfg.audio_duration,
+                cfg.audio_mode,
+            )
             if self.train:
                 wave = wave * rng.uniform(*cfg.volume_jitter)
             audios.append(self.spectrogram(wave))
@@ -252,7 +286,14 @@ class SpeedCoAugDataset(Dataset):
 class SpeedBatchSampler(Sampler[list[tuple[int, float]]]):
     """Batches of ``(index, speed)`` with one augmented speed per batch (``per_batch`` sampling)."""
 
-    def __init__(self, sampler: Sampler[int], batch_size: int, speeds: Sequence[float], seed: int = 0, drop_last: bool = True) -> None:
+    def __init__(
+        self,
+        sampler: Sampler[int],
+        batch_size: int,
+        speeds: Sequence[float],
+        seed: int = 0,
+        drop_last: bool = True,
+    ) -> None:
         self.sampler, self.batch_size, self.speeds = sampler, batch_size, tuple(speeds)
         self.seed, self.drop_last, self.epoch = seed, drop_last, 0
 

@@ -52,7 +52,9 @@ class SyntheticSpec:
 
     def __post_init__(self) -> None:
         if self.size % 2 or self.size < 16:
-            raise ValueError(f"size must be even and >= 16 (mpeg4 needs even sizes), got {self.size}")
+            raise ValueError(
+                f"size must be even and >= 16 (mpeg4 needs even sizes), got {self.size}"
+            )
         if self.num_classes < 1 or self.duration <= 0 or self.fps < 1:
             raise ValueError("num_classes, duration and fps must be positive")
 
@@ -97,7 +99,9 @@ def render_clip(spec: SyntheticSpec, clip: SyntheticClip) -> tuple[np.ndarray, n
     return frames, audio.astype(np.float32)
 
 
-def write_clip(path: str | Path, frames: np.ndarray, audio: np.ndarray | None, fps: int, sample_rate: int) -> Path:
+def write_clip(
+    path: str | Path, frames: np.ndarray, audio: np.ndarray | None, fps: int, sample_rate: int
+) -> Path:
     """Write ``frames`` (N, H, W, 3) uint8 and optional mono ``audio`` (S,) as an mp4 (atomic)."""
     import av
 
@@ -111,7 +115,9 @@ def write_clip(path: str | Path, frames: np.ndarray, audio: np.ndarray | None, f
         video.bit_rate = 2_000_000
         sound = None
         if audio is not None:
-            sound = container.add_stream("aac", rate=sample_rate, layout="mono", options={"aac_coder": "fast"})
+            sound = container.add_stream(
+                "aac", rate=sample_rate, layout="mono", options={"aac_coder": "fast"}
+            )
         for frame in frames:
             for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
@@ -132,7 +138,9 @@ def write_clip(path: str | Path, frames: np.ndarray, audio: np.ndarray | None, f
     return path
 
 
-def _clip_params(seed: int, split: str, index: int, num_classes: int, speeds: Sequence[float]) -> SyntheticClip:
+def _clip_params(
+    seed: int, split: str, index: int, num_classes: int, speeds: Sequence[float]
+) -> SyntheticClip:
     split_code = sum(ord(c) * 31**i for i, c in enumerate(split)) % 100_003
     rng = np.random.default_rng([seed, split_code, index])
     return SyntheticClip(
@@ -183,14 +191,26 @@ def generate_split(
     return written
 
 
-def _write_meta(path: Path, split_dir: Path, clips: list[SyntheticClip], spec: SyntheticSpec) -> None:
+def _write_meta(
+    path: Path, split_dir: Path, clips: list[SyntheticClip], spec: SyntheticSpec
+) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(META_FIELDS)
         for clip in clips:
-            rel = _clip_path(split_dir.parent, split_dir.name, clip, spec.duration).relative_to(split_dir)
-            writer.writerow([rel.as_posix(), clip.label, clip.speed, f"{clip.phase:.6f}", f"{clip.amplitude:.6f}"])
+            rel = _clip_path(split_dir.parent, split_dir.name, clip, spec.duration).relative_to(
+                split_dir
+            )
+            writer.writerow(
+                [
+                    rel.as_posix(),
+                    clip.label,
+                    clip.speed,
+                    f"{clip.phase:.6f}",
+                    f"{clip.amplitude:.6f}",
+                ]
+            )
     os.replace(tmp, path)
 
 

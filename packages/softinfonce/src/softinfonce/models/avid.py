@@ -38,9 +38,13 @@ class R2Plus1DBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
         super().__init__()
-        self.spt_conv1 = nn.Conv3d(in_channels, out_channels, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False)
+        self.spt_conv1 = nn.Conv3d(
+            in_channels, out_channels, (1, 3, 3), (1, stride, stride), (0, 1, 1), bias=False
+        )
         self.spt_bn1 = nn.BatchNorm3d(out_channels)
-        self.tmp_conv1 = nn.Conv3d(out_channels, out_channels, (3, 1, 1), (stride, 1, 1), (1, 0, 0), bias=False)
+        self.tmp_conv1 = nn.Conv3d(
+            out_channels, out_channels, (3, 1, 1), (stride, 1, 1), (1, 0, 0), bias=False
+        )
         self.tmp_bn1 = nn.BatchNorm3d(out_channels)
         self.spt_conv2 = nn.Conv3d(out_channels, out_channels, (1, 3, 3), 1, (0, 1, 1), bias=False)
         self.spt_bn2 = nn.BatchNorm3d(out_channels)
@@ -48,7 +52,9 @@ class R2Plus1DBlock(nn.Module):
         self.out_bn = nn.BatchNorm3d(out_channels)
         self.relu = nn.ReLU(inplace=True)
         if stride != 1 or in_channels != out_channels:
-            self.res_conv: nn.Module | None = nn.Conv3d(in_channels, out_channels, 1, stride, bias=False)
+            self.res_conv: nn.Module | None = nn.Conv3d(
+                in_channels, out_channels, 1, stride, bias=False
+            )
         else:
             self.res_conv = None
 
@@ -88,13 +94,17 @@ class R2Plus1D(nn.Module):
         channels = stem
         for stage, (width, count) in enumerate(zip(widths, layers)):
             stride = 1 if stage == 0 else 2
-            blocks = [R2Plus1DBlock(channels if i == 0 else width, width, stride if i == 0 else 1) for i in range(count)]
+            blocks = [
+                R2Plus1DBlock(channels if i == 0 else width, width, stride if i == 0 else 1)
+                for i in range(count)
+            ]
             setattr(self, f"conv{stage + 2}x", nn.Sequential(*blocks))
             channels = width
         self.pool = nn.AdaptiveMaxPool3d(1)
         self.num_features = channels
         self.feature_info = [
-            {"num_chs": w, "reduction": 4 * 2**i, "module": f"conv{i + 2}x"} for i, w in enumerate(widths)
+            {"num_chs": w, "reduction": 4 * 2**i, "module": f"conv{i + 2}x"}
+            for i, w in enumerate(widths)
         ]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -152,7 +162,9 @@ class AudioConv2D(nn.Module):
             raise ValueError(f"need 4 widths and 4 strides, got {widths} and {strides}")
         stem = widths[0]
         self.conv1 = nn.Sequential(
-            nn.Conv2d(in_channels, stem, 7, 2, 3, bias=False), nn.BatchNorm2d(stem), nn.ReLU(inplace=True)
+            nn.Conv2d(in_channels, stem, 7, 2, 3, bias=False),
+            nn.BatchNorm2d(stem),
+            nn.ReLU(inplace=True),
         )
         channels = stem
         for i, (width, stride) in enumerate(zip(widths, strides)):
@@ -206,7 +218,11 @@ class AVModel(nn.Module):
     """Both encoders and both heads. ``forward(video, audio) -> (z_video, z_audio)`` (unnormalised)."""
 
     def __init__(
-        self, video_model: R2Plus1D, audio_model: AudioConv2D, video_proj: ProjectionHead, audio_proj: ProjectionHead
+        self,
+        video_model: R2Plus1D,
+        audio_model: AudioConv2D,
+        video_proj: ProjectionHead,
+        audio_proj: ProjectionHead,
     ) -> None:
         super().__init__()
         self.video_model = video_model
@@ -224,7 +240,9 @@ class AVModel(nn.Module):
         feature = self.audio_model(audio)
         return feature, self.audio_proj(feature)
 
-    def forward(self, video: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, video: torch.Tensor, audio: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encode_video(video)[1], self.encode_audio(audio)[1]
 
 
@@ -252,7 +270,8 @@ def create_av_model(
     video = R2Plus1D(depth=video_depth, widths=video_widths)
     audio = AudioConv2D(depth=10, widths=audio_widths)
     return AVModel(
-        video, audio,
+        video,
+        audio,
         ProjectionHead(video.num_features, head_dims),
         ProjectionHead(audio.num_features, head_dims),
     )

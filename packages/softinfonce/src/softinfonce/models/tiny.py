@@ -19,10 +19,17 @@ class MLPEncoder(nn.Module):
         in_features = 1
         for size in self.in_shape:
             in_features *= size
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, num_features))
+        self.net = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(in_features, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, num_features),
+        )
         self.num_features = num_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[1:]) != self.in_shape:
-            raise ValueError(f"expected input (B, {', '.join(map(str, self.in_shape))}), got {tuple(x.shape)}")
+            raise ValueError(
+                f"expected input (B, {', '.join(map(str, self.in_shape))}), got {tuple(x.shape)}"
+            )
         return self.net(x)
