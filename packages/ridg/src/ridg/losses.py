@@ -166,6 +166,12 @@ def closed_form_rationale_loss(
     return loss + (omega * norms).sum()
 
 
+def _world_size() -> int:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return 1
+
+
 def _stochastic_round_bf16(x: torch.Tensor) -> torch.Tensor:
     """Round fp32 to bf16 stochastically (unbiased), so tiny EMA steps are not rounded away."""
     bits = x.float().contiguous().view(torch.int32)
@@ -181,7 +187,8 @@ class RationaleInvarianceLoss(nn.Module):
     updates the bank for the classes in the batch (first sight copies the batch mean; afterwards
     ``bank = (1 - momentum) * bank + momentum * batch_mean``, momentum = weight of the *new* mean)
     and then measures the distance to the updated, stop-gradient bank. In eval mode the bank is
-    left untouched.
+    left untouched. Under ``torch.distributed`` the class means are all-reduced before the
+    update, so every rank holds the same bank (the loss itself stays per rank, as DDP expects).
 
     Args:
         num_classes: C, the number of classes (= K, the head's outputs).
@@ -292,8 +299,19 @@ class RationaleInvarianceLoss(nn.Module):
         if self.variant == "zero_target":
             return
         features, weight = features.detach(), weight.detach()
-        classes, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
-        sums = features.new_zeros(len(classes), features.shape[1]).index_add(0, inverse, features)
+        if _world_size() > 1:  # DDP: global class means, so every rank keeps the same bank
+            sums = features.new_zeros(self.num_classes, features.shape[1])
+            sums.index_add_(0, labels, features)
+            counts = torch.bincount(labels, minlength=self.num_classes).to(features.dtype)
+            torch.distributed.all_reduce(sums)
+            torch.distributed.all_reduce(counts)
+            classes = torch.nonzero(counts).flatten()
+            sums, counts = sums[classes], counts[classes].long()
+        else:
+            classes, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+            sums = features.new_zeros(len(classes), features.shape[1]).index_add(
+                0, inverse, features
+            )
         means = sums / counts.unsqueeze(1).to(features.dtype)  # (P, D) class-mean features
         if self.variant == "logit":
             means = means @ weight.t()  # (P, K); the mean of W z is W (mean z)
