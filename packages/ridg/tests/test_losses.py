@@ -60,8 +60,13 @@ class _MaxNumel(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        inputs = {
+            a.untyped_storage().data_ptr()
+            for a in torch.utils._pytree.tree_leaves((args, kwargs))
+            if isinstance(a, torch.Tensor)
+        }  # views and in-place results alias an input: not new memory
         for t in out if isinstance(out, (tuple, list)) else [out]:
-            if isinstance(t, torch.Tensor):
+            if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in inputs:
                 self.max_numel = max(self.max_numel, t.numel())
         return out
 
@@ -76,7 +81,7 @@ def test_closed_form_never_builds_the_knd_tensor(use_closed_form):
     with _MaxNumel() as mode:
         loss_fn(z, head, y)  # first sight
         loss_fn(z, head, y).backward()
-    if use_closed_form:  # largest: the (K, K, D) bank (in-place updates), < K * N * D / 4
+    if use_closed_form:  # blocks of <= chunk_elements, the (N, D) and (K, D) tensors
         assert mode.max_numel < k * n * d // 4
     else:
         assert mode.max_numel >= k * n * d
@@ -321,3 +326,12 @@ def test_rationale_regulariser_reduces_within_class_rationale_spread():
             )
 
     assert run(1.0) < 0.8 * run(0.0)
+
+
+def test_min_class_count_leaves_rare_classes_out_of_the_loss():
+    z, w, y, bank = _batch(n=10, k=3, seed=5)
+    y = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 2, 1])  # class 2 appears once
+    keep = y != 2
+    full = closed_form_rationale_loss(z, w, y, bank, min_class_count=2)
+    torch.testing.assert_close(full, naive_rationale_loss(z, w, y, bank, min_class_count=2))
+    torch.testing.assert_close(full, naive_rationale_loss(z[keep], w, y[keep], bank))

@@ -55,6 +55,9 @@ def ridg_hparams(dataset: str) -> dict[str, HParam]:
         "ridg_double_forward": HParam(
             False, _fixed(False), "two featurizer passes per step, as the official code"
         ),
+        "ridg_min_class_count": HParam(
+            1, _fixed(1), "classes with fewer samples in a batch are left out of the loss"
+        ),
         "ridg_bank_dtype": HParam(
             "float32", _fixed("float32"), f"bank storage, one of {sorted(BANK_DTYPES)}"
         ),
@@ -98,6 +101,7 @@ class RIDG(ERM):
             variant=str(self.hparams["ridg_variant"]),
             use_closed_form=bool(self.hparams["ridg_closed_form"]),
             bank_dtype=str(self.hparams["ridg_bank_dtype"]),
+            min_class_count=int(self.hparams["ridg_min_class_count"]),
         )
 
     @classmethod

@@ -44,14 +44,15 @@ def rationale(features: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 def sample_weights(
-    labels: torch.Tensor, reduction: str, rep_shape: tuple[int, ...]
+    labels: torch.Tensor, reduction: str, rep_shape: tuple[int, ...], min_class_count: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-sample weights w_n so that ``loss = sum_n w_n * ||rep_n - target_{y_n}||^2``.
 
     rep_shape: shape of one sample's representation ((K, D) rationale, (D,) feature, (K,) logit).
     ``official``: per class, mean over samples and all but the last representation axis, summed
     over classes. ``paper``: total squared distance / N. ``mse``: per-class mean over every
-    element, summed over classes. Returns (classes (P,), inverse (N,), counts (P,), w (N,)).
+    element, summed over classes. Samples of classes with fewer than ``min_class_count`` samples
+    in the batch get weight 0. Returns (classes (P,), inverse (N,), counts (P,), w (N,)).
     """
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
@@ -66,6 +67,8 @@ def sample_weights(
         w = torch.full_like(per_sample_count, 1.0 / len(labels))
     else:
         w = 1.0 / (lead * rep_shape[-1] * per_sample_count)
+    if min_class_count > 1:
+        w = torch.where(per_sample_count >= min_class_count, w, torch.zeros_like(w))
     return classes, inverse, counts, w
 
 
@@ -75,13 +78,14 @@ def naive_rationale_loss(
     labels: torch.Tensor,
     target: torch.Tensor | None,
     reduction: str = "official",
+    min_class_count: int = 1,
 ) -> torch.Tensor:
     """Reference form that materialises the (K, N, D) rationale; use it to check the closed form.
 
     target: (C, K, D) class-mean bank (treated as constant) or None for a zero target.
     """
     R = rationale(features, weight)  # (K, N, D)
-    _, _, _, w = sample_weights(labels, reduction, tuple(weight.shape))
+    _, _, _, w = sample_weights(labels, reduction, tuple(weight.shape), min_class_count)
     if target is not None:
         R = R - target.detach()[labels].to(R.dtype).transpose(0, 1)
     per_sample = R.pow(2).sum(dim=(0, 2))  # (N,)
@@ -136,6 +140,7 @@ def closed_form_rationale_loss(
     target: torch.Tensor | None,
     reduction: str = "official",
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+    min_class_count: int = 1,
 ) -> torch.Tensor:
     """Same value and gradients as :func:`naive_rationale_loss`, without the (K, N, D) tensor.
 
@@ -143,7 +148,7 @@ def closed_form_rationale_loss(
     ||R_n - B_c||^2 = sum_j (z_nj^2 s_j - 2 z_nj t_cj) + ||B_c||^2, so the loss needs only
     (N, D), (P, D) and chunks of the bank.
     """
-    classes, inverse, counts, w = sample_weights(labels, reduction, tuple(weight.shape))
+    classes, inverse, _, w = sample_weights(labels, reduction, tuple(weight.shape), min_class_count)
     w = w.to(features.dtype)
     s = weight.pow(2).sum(dim=0)  # (D,)
     loss = (w * (features.pow(2) @ s)).sum()
@@ -201,6 +206,8 @@ class RationaleInvarianceLoss(nn.Module):
         use_closed_form: memory-exact path (default); False materialises the (K, N, D) tensor.
         bank_dtype: ``float32`` (default), ``bfloat16`` (stochastic rounding on update) or
             ``float16``; a (C, K, D) bank is C*K*D elements (DomainNet ResNet-18: 61 M).
+        min_class_count: classes with fewer samples in the batch are left out of the loss (the
+            bank is still updated); 1 (default) keeps all, as the official code.
     """
 
     bank: torch.Tensor
@@ -217,6 +224,7 @@ class RationaleInvarianceLoss(nn.Module):
         use_closed_form: bool = True,
         bank_dtype: str = "float32",
         chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
+        min_class_count: int = 1,
     ) -> None:
         super().__init__()
         if num_classes < 1 or feat_dim < 1:
@@ -239,6 +247,7 @@ class RationaleInvarianceLoss(nn.Module):
         self.use_closed_form = use_closed_form
         self.bank_dtype = bank_dtype
         self.chunk_elements = chunk_elements
+        self.min_class_count = min_class_count
         bank_shape: tuple[int, ...] = {
             "feature": (num_classes, feat_dim),
             "logit": (num_classes, num_classes),
@@ -345,11 +354,21 @@ class RationaleInvarianceLoss(nn.Module):
         if self.bank.dim() == 3:
             if self.use_closed_form:
                 return closed_form_rationale_loss(
-                    features, weight, labels, target, self.reduction, self.chunk_elements
+                    features,
+                    weight,
+                    labels,
+                    target,
+                    self.reduction,
+                    self.chunk_elements,
+                    self.min_class_count,
                 )
-            return naive_rationale_loss(features, weight, labels, target, self.reduction)
+            return naive_rationale_loss(
+                features, weight, labels, target, self.reduction, self.min_class_count
+            )
         rep = self.representation(features, weight)  # (N, S)
-        _, _, _, w = sample_weights(labels, self.reduction, tuple(rep.shape[1:]))
+        _, _, _, w = sample_weights(
+            labels, self.reduction, tuple(rep.shape[1:]), self.min_class_count
+        )
         diff = rep - self.bank.detach()[labels].to(rep.dtype)
         return (w.to(rep.dtype) * diff.pow(2).sum(dim=1)).sum()
 
