@@ -26,9 +26,8 @@ import sys
 import time
 
 import torch
-from torch import nn
-
 from groupmixformer import create_groupmixformer
+from torch import nn
 
 MODES = ("reference", "fused", "fused+channels_last")
 
@@ -40,7 +39,9 @@ def build(variant: str, seed: int = 0) -> nn.Module:
     with torch.no_grad():  # non-trivial BN statistics, as in a trained model
         for module in model.modules():
             if isinstance(module, nn.BatchNorm2d):
-                module.running_mean.copy_(0.2 * torch.randn(module.running_mean.shape, generator=gen))
+                module.running_mean.copy_(
+                    0.2 * torch.randn(module.running_mean.shape, generator=gen)
+                )
                 module.running_var.copy_(torch.rand(module.running_var.shape, generator=gen) + 0.5)
     return model
 
@@ -84,8 +85,10 @@ def main() -> None:
     modes = MODES + (("fused+compile",) if args.compile else ())
 
     print(f"command: {' '.join(sys.argv)}")
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cpus, {args.threads} threads, load avg {os.getloadavg()[0]:.1f}")
+    print(
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cpus, {args.threads} threads, load avg {os.getloadavg()[0]:.1f}"
+    )
     print(f"batch {args.batch_size} at {args.image_size}x{args.image_size}, eval, inference_mode\n")
     header = f"| {'variant':7} | {'mode':20} | {'img/s':>7} | {'x ref':>5} | {'max |diff|':>10} |"
     header += f" {'peak MiB':>8} |" if not args.no_memory else ""
@@ -93,8 +96,13 @@ def main() -> None:
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for variant in args.variants:
         model = build(variant)
-        x = torch.randn(args.batch_size, 3, args.image_size, args.image_size,
-                        generator=torch.Generator().manual_seed(1))
+        x = torch.randn(
+            args.batch_size,
+            3,
+            args.image_size,
+            args.image_size,
+            generator=torch.Generator().manual_seed(1),
+        )
         runners = {mode: prepare(model, mode, x) for mode in modes}
         times: dict[str, list[float]] = {mode: [] for mode in modes}
         outputs = {}
@@ -117,7 +125,9 @@ def main() -> None:
                 mem = peak_memory_mib(variant, mode, args.batch_size, args.image_size)
                 row += f" {mem:8.0f} |"
             print(row, flush=True)
-    print(f"\nmax RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    print(
+        f"\nmax RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

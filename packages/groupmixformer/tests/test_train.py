@@ -7,9 +7,9 @@ import math
 
 import pytest
 import torch
-from papers_shared.distributed import run_torchrun
-
 from groupmixformer import GroupMixFormer
+
+from papers_shared.distributed import run_torchrun
 
 TINY_KWARGS = {"embed_dims": [40, 40, 40, 40], "depths": [1, 1, 1, 1]}
 
@@ -67,8 +67,16 @@ def test_train_one_epoch_then_eval_checkpoint(tmp_path):
 
     data = _write_image_folder(tmp_path / "data")
     config = TrainConfig(
-        data_dir=data, output_dir=tmp_path / "out", model="miny", model_kwargs=TINY_KWARGS,
-        epochs=2, warmup_epochs=1, batch_size=4, img_size=32, workers=0, progress=False,
+        data_dir=data,
+        output_dir=tmp_path / "out",
+        model="miny",
+        model_kwargs=TINY_KWARGS,
+        epochs=2,
+        warmup_epochs=1,
+        batch_size=4,
+        img_size=32,
+        workers=0,
+        progress=False,
     )
     result = train(config)
     assert [h["epoch"] for h in result["history"]] == [0, 1]
@@ -76,8 +84,13 @@ def test_train_one_epoch_then_eval_checkpoint(tmp_path):
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert len(metrics["history"]) == 2
     scores = evaluate_checkpoint(
-        tmp_path / "out" / "checkpoint.pth", data / "val", model="miny", model_kwargs=TINY_KWARGS,
-        img_size=32, batch_size=8, workers=0,
+        tmp_path / "out" / "checkpoint.pth",
+        data / "val",
+        model="miny",
+        model_kwargs=TINY_KWARGS,
+        img_size=32,
+        batch_size=8,
+        workers=0,
     )
     assert scores["count"] == 18
     assert 0 <= scores["top1"] <= scores["top5"] <= 100
@@ -94,8 +107,11 @@ def test_train_reports_missing_folder(tmp_path):
     from groupmixformer.train import TrainConfig, train
 
     with pytest.raises(FileNotFoundError, match="image folder not found"):
-        train(TrainConfig(data_dir=tmp_path / "absent", batch_size=2, workers=0, epochs=1,
-                          warmup_epochs=0))
+        train(
+            TrainConfig(
+                data_dir=tmp_path / "absent", batch_size=2, workers=0, epochs=1, warmup_epochs=0
+            )
+        )
 
 
 @pytest.mark.slow
@@ -104,11 +120,33 @@ def test_trainer_runs_unchanged_under_torchrun(tmp_path):
     data = _write_image_folder(tmp_path / "data", per_class=4)
     out = tmp_path / "out"
     proc = run_torchrun(
-        ["-m", "groupmixformer", "train", "--data-dir", str(data), "--output-dir", str(out),
-         "--model", "miny", "--model-kwargs", json.dumps(TINY_KWARGS), "--epochs", "1",
-         "--warmup-epochs", "0", "--batch-size", "2", "--img-size", "32", "--workers", "0",
-         "--device", "cpu"],
-        nproc=2, timeout=300,
+        [
+            "-m",
+            "groupmixformer",
+            "train",
+            "--data-dir",
+            str(data),
+            "--output-dir",
+            str(out),
+            "--model",
+            "miny",
+            "--model-kwargs",
+            json.dumps(TINY_KWARGS),
+            "--epochs",
+            "1",
+            "--warmup-epochs",
+            "0",
+            "--batch-size",
+            "2",
+            "--img-size",
+            "32",
+            "--workers",
+            "0",
+            "--device",
+            "cpu",
+        ],
+        nproc=2,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())

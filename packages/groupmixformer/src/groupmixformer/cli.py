@@ -7,14 +7,13 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from groupmixformer.plugin import METHOD
 from papers_shared.cli_utils import (
     add_demo_command,
     add_info_command,
     add_verbosity_flags,
     parse_and_run,
 )
-
-from groupmixformer.plugin import METHOD
 
 __all__ = ["build_parser", "main"]
 
@@ -48,9 +47,12 @@ def _train(args: argparse.Namespace) -> int:
     result = train(config)
     if result["history"]:
         last = result["history"][-1]
-        print(json.dumps(last) if args.json else
-              f"epoch {last['epoch']}: val top-1 {last['val_top1']:.2f}  "
-              f"top-5 {last['val_top5']:.2f}  train loss {last['train_loss']:.4f}")
+        print(
+            json.dumps(last)
+            if args.json
+            else f"epoch {last['epoch']}: val top-1 {last['val_top1']:.2f}  "
+            f"top-5 {last['val_top5']:.2f}  train loss {last['train_loss']:.4f}"
+        )
     return 0
 
 
@@ -70,8 +72,10 @@ def _eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(scores))
     else:
-        print(f"top-1 {scores['top1']:.3f}  top-5 {scores['top5']:.3f}  "
-              f"loss {scores['loss']:.4f}  ({scores['count']} images)")
+        print(
+            f"top-1 {scores['top1']:.3f}  top-5 {scores['top5']:.3f}  "
+            f"loss {scores['loss']:.4f}  ({scores['count']} images)"
+        )
     return 0
 
 

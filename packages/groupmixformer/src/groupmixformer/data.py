@@ -34,9 +34,7 @@ def build_transform(
             re_mode="pixel",
             re_count=1,
         )
-    return create_transform(
-        img_size, is_training=False, interpolation="bicubic", crop_pct=crop_pct
-    )
+    return create_transform(img_size, is_training=False, interpolation="bicubic", crop_pct=crop_pct)
 
 
 def image_folder(root: str | Path, transform=None) -> Dataset:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from papers_shared.counting import count_parameters
-from papers_shared.methods import Method, Table
-
 from groupmixformer.config import EXPECTED, PUBLISHED, VARIANTS
 from groupmixformer.counting import model_flops
 from groupmixformer.demo import demo
+from papers_shared.counting import count_parameters
+from papers_shared.methods import Method, Table
 
 __all__ = ["METHOD", "info"]
 
@@ -38,8 +37,16 @@ def info() -> list[Table]:
         )
     return [
         Table(
-            headers=["timm name", "params (ours)", "params (paper)", "FLOPs matmul+conv",
-                     "FLOPs + norms", "FLOPs spec (fvcore)", "FLOPs (paper)", "top-1 (paper)"],
+            headers=[
+                "timm name",
+                "params (ours)",
+                "params (paper)",
+                "FLOPs matmul+conv",
+                "FLOPs + norms",
+                "FLOPs spec (fvcore)",
+                "FLOPs (paper)",
+                "top-1 (paper)",
+            ],
             rows=rows,
             title="GroupMixFormer variants at 224x224 (ImageNet-1k, 1000 classes)",
             notes=[

@@ -17,6 +17,11 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from groupmixformer.data import build_transform, image_folder
+from groupmixformer.models import GroupMixFormer, create_groupmixformer
 from papers_shared.checkpoint import unwrap_state_dict
 from papers_shared.distributed import (
     DistContext,
@@ -30,11 +35,6 @@ from papers_shared.distributed import (
 from papers_shared.progress import progress_bar
 from papers_shared.runs import write_metrics
 from papers_shared.seeding import seed_everything
-from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
-
-from groupmixformer.data import build_transform, image_folder
-from groupmixformer.models import GroupMixFormer, create_groupmixformer
 
 __all__ = ["TrainConfig", "train", "evaluate", "evaluate_checkpoint"]
 
@@ -76,7 +76,9 @@ class TrainConfig:
         self.data_dir = Path(self.data_dir)
         self.output_dir = Path(self.output_dir)
         if self.batch_size < 2 or self.batch_size % 2:
-            raise ValueError(f"batch_size must be even and >= 2 (Mixup pairs), got {self.batch_size}")
+            raise ValueError(
+                f"batch_size must be even and >= 2 (Mixup pairs), got {self.batch_size}"
+            )
         if not 0 <= self.warmup_epochs <= self.epochs or self.epochs < 1:
             raise ValueError(
                 f"need 1 <= epochs and 0 <= warmup_epochs <= epochs, got {self.epochs}, "
@@ -161,17 +163,23 @@ def train(config: TrainConfig) -> dict[str, Any]:
         seed_everything(config.seed + ctx.rank)
         train_set = image_folder(
             config.data_dir / "train",
-            build_transform(config.img_size, is_training=True, auto_augment=config.auto_augment,
-                            re_prob=config.re_prob),
+            build_transform(
+                config.img_size,
+                is_training=True,
+                auto_augment=config.auto_augment,
+                re_prob=config.re_prob,
+            ),
         )
         val_set = image_folder(
             config.data_dir / "val", build_transform(config.img_size, is_training=False)
         )
         num_classes = len(train_set.classes)
-        train_loader = _loader(train_set, config.batch_size, ctx, train=True,
-                               workers=config.workers, seed=config.seed)
-        val_loader = _loader(val_set, config.batch_size, ctx, train=False,
-                             workers=config.workers, seed=config.seed)
+        train_loader = _loader(
+            train_set, config.batch_size, ctx, train=True, workers=config.workers, seed=config.seed
+        )
+        val_loader = _loader(
+            val_set, config.batch_size, ctx, train=False, workers=config.workers, seed=config.seed
+        )
         if len(train_loader) == 0:
             raise ValueError(
                 f"{len(train_set)} training images cannot fill one batch of {config.batch_size} "
@@ -184,11 +192,17 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
         scale = config.batch_size * ctx.world_size / 512
         optimizer = create_optimizer_v2(
-            model, "adamw", lr=config.base_lr * scale, weight_decay=config.weight_decay,
-            eps=1e-8, betas=(0.9, 0.999),
+            model,
+            "adamw",
+            lr=config.base_lr * scale,
+            weight_decay=config.weight_decay,
+            eps=1e-8,
+            betas=(0.9, 0.999),
         )
-        steps = len(train_loader) if config.max_steps_per_epoch is None else min(
-            len(train_loader), config.max_steps_per_epoch
+        steps = (
+            len(train_loader)
+            if config.max_steps_per_epoch is None
+            else min(len(train_loader), config.max_steps_per_epoch)
         )
         scheduler = CosineLRScheduler(
             optimizer,
@@ -202,14 +216,20 @@ def train(config: TrainConfig) -> dict[str, Any]:
         )
         use_mixup = config.mixup > 0 or config.cutmix > 0
         mixup = (
-            Mixup(mixup_alpha=config.mixup, cutmix_alpha=config.cutmix, prob=1.0,
-                  switch_prob=0.5, mode="batch", label_smoothing=config.smoothing,
-                  num_classes=num_classes)
+            Mixup(
+                mixup_alpha=config.mixup,
+                cutmix_alpha=config.cutmix,
+                prob=1.0,
+                switch_prob=0.5,
+                mode="batch",
+                label_smoothing=config.smoothing,
+                num_classes=num_classes,
+            )
             if use_mixup
             else None
         )
-        criterion = SoftTargetCrossEntropy() if use_mixup else LabelSmoothingCrossEntropy(
-            config.smoothing
+        criterion = (
+            SoftTargetCrossEntropy() if use_mixup else LabelSmoothingCrossEntropy(config.smoothing)
         )
         start_epoch = 0
         if config.resume is not None:
@@ -229,8 +249,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 train_loader.sampler.set_epoch(epoch)
             ddp_model.train()
             losses = []
-            bar = progress_bar(train_loader, enabled=config.progress and ctx.is_main,
-                               desc=f"epoch {epoch}", total=steps)
+            bar = progress_bar(
+                train_loader,
+                enabled=config.progress and ctx.is_main,
+                desc=f"epoch {epoch}",
+                total=steps,
+            )
             for step, (images, targets) in enumerate(bar):
                 if step >= steps:
                     break
@@ -248,7 +272,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 optimizer.step()
                 scheduler.step_update(epoch * steps + step + 1)
                 losses.append(loss.item())
-            metrics = {f"val_{k}": v for k, v in evaluate(ddp_model, val_loader, ctx.device).items()}
+            metrics = {
+                f"val_{k}": v for k, v in evaluate(ddp_model, val_loader, ctx.device).items()
+            }
             metrics |= {
                 "epoch": epoch,
                 "train_loss": all_reduce_mean(sum(losses) / max(len(losses), 1)),
