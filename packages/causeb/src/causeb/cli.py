@@ -27,7 +27,9 @@ def _export(args: argparse.Namespace) -> int:
     model = algorithm.export()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), args.output)
-    print(f"wrote {type(model).__name__} state dict ({len(model.state_dict())} tensors) to {args.output}")
+    print(
+        f"wrote {type(model).__name__} state dict ({len(model.state_dict())} tensors) to {args.output}"
+    )
     return 0
 
 

@@ -41,7 +41,7 @@ def load_domainbed_checkpoint(path: str | Path) -> CauseEB:
             f"{path} holds a {algorithm_name!r} model, expected one of {OFFICIAL_CLASS_NAMES}"
         )
     hparams = dict(checkpoint.get("model_hparams") or {})
-    hparams.setdefault("resnet_pretrained", False)  # the checkpoint brings all weights
+    hparams["resnet_pretrained"] = False  # the checkpoint brings every weight: no download
     algorithm = CauseEB(
         tuple(checkpoint["model_input_shape"]),
         int(checkpoint["model_num_classes"]),
