@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import dyt
 import pytest
@@ -39,3 +39,12 @@ def tiny_vit() -> Callable[..., nn.Module]:
 @pytest.fixture
 def tiny_dyt() -> Callable[..., nn.Module]:
     return _tiny_dyt
+
+
+@pytest.fixture(autouse=True)
+def single_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread, and test machines are shared."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -1,8 +1,8 @@
+import dyt
 import pytest
 import torch
-from papers_shared.checkpoint import CheckpointMismatchError
 
-import dyt
+from papers_shared.checkpoint import CheckpointMismatchError
 
 
 def _official_layout_state(tiny_dyt) -> dict[str, torch.Tensor]:

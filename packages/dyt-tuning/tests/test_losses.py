@@ -1,12 +1,13 @@
 import torch
-
 from dyt.losses import DyTLoss, distillation_kl, rate_loss
 
 
 def test_rate_term_equals_alpha_times_squared_gap():
     masks = torch.zeros(2, 3, 4, 1)
     masks[0, :, :3] = 1.0  # mean = 9 / 24
-    assert torch.isclose(rate_loss(masks, rate=0.5, alpha=2.0), torch.tensor(2.0 * (9 / 24 - 0.5) ** 2))
+    assert torch.isclose(
+        rate_loss(masks, rate=0.5, alpha=2.0), torch.tensor(2.0 * (9 / 24 - 0.5) ** 2)
+    )
 
 
 def test_kl_is_zero_when_student_equals_teacher():

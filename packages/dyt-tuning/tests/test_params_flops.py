@@ -1,10 +1,10 @@
+import dyt
 import pytest
 import timm
 import torch
-from papers_shared.counting import count_flops, count_parameters
-
-import dyt
 from dyt.flops import VIT_BASE, VIT_LARGE, ViTDims, dyt_flops, eval_flops
+
+from papers_shared.counting import count_flops, count_parameters
 
 
 def _extra_params(model: torch.nn.Module, key: str) -> int:

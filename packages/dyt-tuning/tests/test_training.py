@@ -1,7 +1,6 @@
+import dyt
 import pytest
 import torch
-
-import dyt
 from dyt.losses import DyTLoss
 
 COLOURS = torch.tensor([[1.0, -1.0, -1.0], [-1.0, 1.0, -1.0], [-1.0, -1.0, 1.0], [1.0, 1.0, -1.0]])
