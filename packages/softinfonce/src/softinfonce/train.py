@@ -68,6 +68,7 @@ class ModelConfig:
     video_widths: tuple[int, ...] = (64, 128, 256, 512)
     audio_widths: tuple[int, ...] = (64, 128, 256, 512)
     head_dims: tuple[int, ...] = (512, 512, 128)
+    use_output_bn: bool = False  # not AVID's; helps tiny from-scratch runs (see ProjectionHead)
 
 
 @dataclass
@@ -143,8 +144,8 @@ def build_model(config: ModelConfig, augment: CoAugConfig | None = None) -> AVMo
     return AVModel(
         video,
         audio,  # type: ignore[arg-type]
-        ProjectionHead(config.mlp_features, config.head_dims),
-        ProjectionHead(config.mlp_features, config.head_dims),
+        ProjectionHead(config.mlp_features, config.head_dims, config.use_output_bn),
+        ProjectionHead(config.mlp_features, config.head_dims, config.use_output_bn),
     )
 
 

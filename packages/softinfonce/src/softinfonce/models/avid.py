@@ -196,9 +196,19 @@ class AudioConv2D(nn.Module):
 
 
 class ProjectionHead(nn.Module):
-    """Linear-ReLU-Linear-ReLU-Linear (bias, no BN, no normalisation). ``(B, in) -> (B, dims[-1])``."""
+    """Linear-ReLU-Linear-ReLU-Linear (bias, no BN, no normalisation). ``(B, in) -> (B, dims[-1])``.
 
-    def __init__(self, in_features: int = 512, dims: Sequence[int] = (512, 512, 128)) -> None:
+    ``use_output_bn=True`` (not AVID's; off by default) centres the output with a parameter-free
+    BatchNorm, which lets tiny from-scratch models leave the collapsed start where every
+    embedding points the same way.
+    """
+
+    def __init__(
+        self,
+        in_features: int = 512,
+        dims: Sequence[int] = (512, 512, 128),
+        use_output_bn: bool = False,
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         previous = in_features
@@ -208,10 +218,12 @@ class ProjectionHead(nn.Module):
                 layers.append(nn.ReLU(inplace=True))
             previous = dim
         self.projection = nn.Sequential(*layers)
+        self.output_bn = nn.BatchNorm1d(previous, affine=False) if use_output_bn else None
         self.out_features = previous
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.projection(x)
+        x = self.projection(x)
+        return self.output_bn(x) if self.output_bn is not None else x
 
 
 class AVModel(nn.Module):

@@ -11,7 +11,10 @@ __all__ = ["MLPEncoder"]
 
 
 class MLPEncoder(nn.Module):
-    """Flatten -> Linear -> ReLU -> Linear. ``x: (B, *in_shape) -> (B, num_features)``."""
+    """Flatten -> BatchNorm (input standardisation) -> Linear -> ReLU -> Linear.
+
+    ``x: (B, *in_shape) -> (B, num_features)``.
+    """
 
     def __init__(self, in_shape: Sequence[int], hidden: int = 256, num_features: int = 128) -> None:
         super().__init__()

@@ -1,0 +1,164 @@
+"""Decode + speed co-augmentation throughput (decord vs PyAV, speeds 1-4) against the training step.
+
+Prints, in one run: clips/s of the single-process decode+augment path per backend and speed,
+clips/s of the DataLoader with the default 2 workers, the time of one training step on one
+such batch, and the ratios (loader / step consumption, decord / PyAV).
+
+    uv run python packages/softinfonce/benchmarks/bench_loader.py
+    uv run python packages/softinfonce/benchmarks/bench_loader.py --model tiny --clips 8 --size 112
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from softinfonce.augment import CoAugConfig
+from softinfonce.data import (
+    SpeedCoAugDataset,
+    SyntheticSpec,
+    collate_views,
+    generate_split,
+    kinetics_folder,
+)
+from softinfonce.decode import available_video_backends
+from softinfonce.losses import SoftInfoNCELoss
+from softinfonce.train import ModelConfig, build_model, train_step
+from torch.utils.data import DataLoader
+
+
+def _clips_per_second(dataset: SpeedCoAugDataset, repeats: int) -> float:
+    start = time.perf_counter()
+    for _ in range(repeats):
+        for index in range(len(dataset)):
+            dataset[index]
+    return repeats * len(dataset) / (time.perf_counter() - start)
+
+
+def _loader_clips_per_second(
+    dataset: SpeedCoAugDataset, batch: int, workers: int, batches: int
+) -> float:
+    loader = DataLoader(
+        dataset,
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        collate_fn=collate_views,
+        drop_last=True,
+        persistent_workers=workers > 0,
+    )
+    iterator = iter(loader)
+    next(iterator)  # worker start-up is not throughput
+    start = time.perf_counter()
+    count = 0
+    while count < batches:
+        try:
+            next(iterator)
+        except StopIteration:
+            iterator = iter(loader)
+            continue
+        count += 1
+    return batches * batch / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clips", type=int, default=8)
+    parser.add_argument("--size", type=int, default=128, help="frame size of the generated mp4s")
+    parser.add_argument("--duration", type=float, default=8.0)
+    parser.add_argument("--crop", type=int, default=112)
+    parser.add_argument("--batch", type=int, default=8, help="clips per training step (2x views)")
+    parser.add_argument("--model", choices=("avid", "tiny"), default="avid")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args()
+
+    print(
+        f"host: {platform.node()} | {platform.processor() or platform.machine()} | {os.cpu_count()} CPUs | "
+        f"python {sys.version.split()[0]} | torch {torch.__version__} | threads {torch.get_num_threads()}"
+    )
+    try:
+        load = os.getloadavg()[0]
+        print(f"load average (1 min) at start: {load:.1f}")
+    except OSError:
+        pass
+    print(f"command: {' '.join(sys.argv)}")
+    base = CoAugConfig(
+        num_frames=8,
+        frame_rate=16.0,
+        audio_duration=2.0,
+        sample_rate=16_000,
+        n_fft=512,
+        crop_size=args.crop,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = SyntheticSpec(
+            num_classes=4, duration=args.duration, fps=25, size=args.size, sample_rate=16_000
+        )
+        generate_split(tmp, "train", args.clips, spec=spec)
+        records, _ = kinetics_folder(Path(tmp), "train")
+
+        print("\n| backend | speed | decode+augment clips/s (1 process) |")
+        print("|---|---|---|")
+        rates: dict[tuple[str, float], float] = {}
+        for backend in available_video_backends():
+            for speed in (1.0, 2.0, 3.0, 4.0):
+                config = replace(base, speeds=(speed,))
+                dataset = SpeedCoAugDataset(records, config, backend=backend)  # type: ignore[arg-type]
+                dataset[0]  # warm-up (imports, kernels)
+                rates[(backend, speed)] = _clips_per_second(dataset, args.repeats)
+                print(f"| {backend} | {speed:g} | {rates[(backend, speed)]:.2f} |")
+
+        dataset = SpeedCoAugDataset(records, base, backend="auto")
+        loader_rate = _loader_clips_per_second(
+            dataset, min(args.batch, len(records)), args.workers, batches=3
+        )
+
+        if args.model == "avid":
+            model_config = ModelConfig()
+        else:
+            model_config = ModelConfig(
+                video_depth=10,
+                video_widths=(16, 32, 64, 128),
+                audio_widths=(16, 32, 64, 128),
+                head_dims=(128, 64),
+            )
+        model = build_model(model_config)
+        loss_fn = SoftInfoNCELoss()
+        optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
+        batch = collate_views([dataset[i % len(dataset)] for i in range(args.batch)])
+        train_step(model, loss_fn, optimizer, batch, torch.device("cpu"))  # warm-up
+        start = time.perf_counter()
+        steps = 2
+        for _ in range(steps):
+            train_step(model, loss_fn, optimizer, batch, torch.device("cpu"))
+        step_seconds = (time.perf_counter() - start) / steps
+    consume = args.batch / step_seconds
+    print(
+        f"\nDataLoader ({args.workers} workers, backend auto={available_video_backends()[0]}): {loader_rate:.2f} clips/s"
+    )
+    print(
+        f"training step ({args.model}, {args.batch} clips = {2 * args.batch} views, {args.crop}^2): "
+        f"{step_seconds:.2f} s -> consumes {consume:.2f} clips/s"
+    )
+    print(f"ratio loader / step consumption: {loader_rate / consume:.2f} (target >= 1)")
+    if ("decord", 1.0) in rates:
+        ratios = [rates[("decord", s)] / rates[("pyav", s)] for s in (1.0, 2.0, 3.0, 4.0)]
+        print(
+            "ratio decord / PyAV per speed 1-4: "
+            + ", ".join(f"{r:.2f}" for r in ratios)
+            + " (target >= 1)"
+        )
+
+
+if __name__ == "__main__":
+    main()
