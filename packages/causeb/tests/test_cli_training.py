@@ -110,3 +110,16 @@ def test_tiny_harness_run_improves_training_loss():
     )
     records = train(cfg)
     assert records[-1]["loss_main"] < records[0]["loss_main"]
+
+
+def test_sweep_with_random_hparams_then_collect(tmp_path, capsys):
+    argv = ["sweep", "launch", "--datasets", "DebugDomains", "--n_hparams_from", "1"]
+    argv += ["--n_hparams", "2", "--n_trials", "1", "--steps", "2", "--single_test_envs"]
+    argv += ["--skip_model_save", "--output_dir", str(tmp_path), "--no-progress"]
+    argv += ["--hparams", '{"cnn_width": 8, "batch_size": 4, "rds_draws": 500}']
+    assert main(argv) == 0
+    assert "ran 3" in capsys.readouterr().out
+    assert main(argv) == 0  # resumes: nothing left to run
+    assert "ran 0, skipped 3" in capsys.readouterr().out
+    assert main(["collect", "--input_dir", str(tmp_path)]) == 0
+    assert "CauseEB" in capsys.readouterr().out

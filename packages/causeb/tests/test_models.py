@@ -250,3 +250,18 @@ def test_hparam_registry_defaults_and_random_draws():
         assert drawn["mlp_depth"] in (3, 4, 5)
     with pytest.raises(ValueError, match="unknown hyper-parameter"):
         resolve_hparams(space, 0, 0, {"alhpa": 1.0})
+
+
+def test_stacked_trunk_pass_equals_separate_passes(resnet_causeb):
+    algorithm = resnet_causeb.train()  # train mode: BN2d must stay frozen for this to hold
+    generator_seed = 7
+    x = torch.randn(4, *RESNET_SHAPE)
+    algorithm.rds_generator = torch.Generator().manual_seed(generator_seed)
+    (zc, zc_aug), (zd, zd_aug) = algorithm.features(x)
+    algorithm.rds_generator = torch.Generator().manual_seed(generator_seed)
+    h = algorithm.base(x)
+    h_aug = algorithm.rds(h)
+    algorithm.rds_generator = None
+    torch.testing.assert_close(zc, algorithm.featurizer_class(h), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(zc_aug, algorithm.featurizer_class(h_aug), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(zd_aug, algorithm.featurizer_domains(h_aug), atol=1e-4, rtol=1e-4)
