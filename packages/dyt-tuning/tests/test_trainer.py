@@ -1,0 +1,138 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from dyt.cli import main
+from dyt.config import TrainConfig, get_train_preset
+from dyt.data.vtab import VTABFolder, read_split_file, vtab_group_means
+from dyt.train import cosine_lr
+from PIL import Image
+
+from papers_shared.distributed import run_torchrun
+
+TINY = '{"patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}'
+
+
+def make_vtab_task(root: Path, name: str = "eurosat", per_class: int = 4) -> Path:
+    """A fake VTAB-1K task folder: coloured squares, two classes, both split files."""
+    folder = root / name
+    (folder / "images").mkdir(parents=True)
+    lines = []
+    for label, colour in enumerate([(250, 20, 20), (20, 20, 250)]):
+        for i in range(per_class):
+            path = f"images/{label}_{i}.png"
+            Image.new("RGB", (40, 40), colour).save(folder / path)
+            lines.append(f"{path} {label}")
+    (folder / "train800val200.txt").write_text("\n".join(lines) + "\n")
+    (folder / "test.txt").write_text("\n".join(lines[::2]) + "\n")
+    return folder
+
+
+def _train_args(root: Path, out: Path, *extra: str) -> list[str]:
+    return ["train", "--data-root", str(root), "--task", "eurosat", "--model-overrides", TINY,
+            "--img-size", "32", "--epochs", "2", "--warmup-epochs", "1", "--batch-size", "4",
+            "--num-workers", "0", "--eval-every", "1", "--output-dir", str(out),
+            "--no-progress", *extra]  # fmt: skip
+
+
+def test_vtab_folder_reads_split_and_images(tmp_path):
+    folder = make_vtab_task(tmp_path)
+    dataset = VTABFolder(folder, "train800val200")
+    image, label = dataset[0]
+    assert image.shape == (3, 224, 224) and label == 0
+    assert dataset.num_classes == 10  # eurosat has 10 classes even if fewer are present
+    assert image.min() >= -1.0 and image.max() <= 1.0
+
+
+def test_malformed_split_file_and_missing_folder_raise(tmp_path):
+    bad = tmp_path / "test.txt"
+    bad.write_text("images/a.png\n")
+    with pytest.raises(ValueError, match="relative/path label"):
+        read_split_file(bad)
+    with pytest.raises(FileNotFoundError, match="VTAB task folder"):
+        VTABFolder(tmp_path / "nope")
+
+
+def test_group_mean_is_mean_of_three_group_means():
+    accuracies = {"cifar": 70.0, "dtd": 80.0, "eurosat": 90.0, "clevr_count": 60.0}
+    means = vtab_group_means(accuracies)
+    assert means["natural"] == 75.0 and means["specialized"] == 90.0 and means["structured"] == 60.0
+    assert means["group_mean"] == pytest.approx(75.0)
+    with pytest.raises(ValueError, match="unknown VTAB task"):
+        vtab_group_means({"imagenet": 1.0})
+
+
+def test_presets_follow_the_paper():
+    vtab = get_train_preset("vtab")
+    assert (vtab.dyt.bottleneck, vtab.dyt.adapter_scale, vtab.lr, vtab.weight_decay) == (
+        8,
+        1.0,
+        1e-3,
+        1e-4,
+    )
+    assert (vtab.batch_size, vtab.epochs, vtab.warmup_epochs, vtab.min_lr) == (64, 100, 10, 1e-5)
+    assert get_train_preset("vtab_official_script").dyt.bottleneck == 16
+    full = get_train_preset("full_image")
+    assert (full.dyt.bottleneck, full.dyt.adapter_scale, full.lr_is_base) == (64, 0.1, True)
+    assert (full.batch_size, full.weight_decay, full.warmup_epochs) == (1024, 0.01, 20)
+    with pytest.raises(ValueError, match="unknown preset"):
+        get_train_preset("imagenet")
+
+
+def test_schedule_warms_up_then_decays_to_floor():
+    values = [cosine_lr(s, 100, 10, 1e-3, 1e-5) for s in range(101)]
+    assert values[0] == pytest.approx(1e-4) and values[9] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in zip(values[9:], values[10:]))
+    assert values[100] == pytest.approx(1e-5)
+
+
+def test_train_eval_report_commands_on_fake_vtab(tmp_path, capsys):
+    make_vtab_task(tmp_path)
+    out = tmp_path / "run"
+    assert main(_train_args(tmp_path, out)) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and "eval_accuracy" in records[-1] and "eval_gflops" in records[-1]
+    assert records[-1]["train_rate"] >= 0 and records[-1]["train_kl"] > -1e-5
+    saved = torch.load(out / "checkpoint.pth", weights_only=True)
+    assert any("adaptmlp" in k for k in saved["model"])
+    assert (out / "adapter.safetensors").exists()
+    assert TrainConfig.load(out / "train_config.json").model_overrides["depth"] == 2
+    capsys.readouterr()
+    assert main(["eval", str(out), "--no-progress"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["num_images"] == 4 and 0 <= result["activation"] <= 1
+    assert main(["eval", str(out), "--checkpoint", str(out / "checkpoint.pth"), "--dense",
+                 "--no-progress"]) == 0  # fmt: skip
+    dense = json.loads(capsys.readouterr().out)
+    assert dense["accuracy"] == result["accuracy"]
+    assert main(["report", str(out)]) == 0
+    assert "specialized" in json.loads(capsys.readouterr().out)
+
+
+def test_train_resumes_from_checkpoint(tmp_path):
+    make_vtab_task(tmp_path)
+    out = tmp_path / "run"
+    assert main(_train_args(tmp_path, out, "--epochs", "1", "--warmup-epochs", "0")) == 0
+    assert main(_train_args(tmp_path, out)) == 0
+    epochs = [
+        json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert epochs == [0, 1]
+
+
+def test_cli_reports_missing_data_as_one_error_line(tmp_path, capsys):
+    assert main(_train_args(tmp_path, tmp_path / "run")) == 1
+    assert "FileNotFoundError" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_trainer_runs_unchanged_under_torchrun_gloo(tmp_path):
+    make_vtab_task(tmp_path)
+    out = tmp_path / "ddp"
+    result = run_torchrun(["-m", "dyt.cli", *_train_args(tmp_path, out)], nproc=2, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 2
+    assert records[-1]["eval_accuracy"] >= 0
