@@ -137,7 +137,7 @@ def run_demo(
         summary.headers,
         summary.rows,
         title=summary.title,
-        notes=summary.notes + ["", *[t.render() for t in tables]],
+        notes=summary.notes + [part for t in tables for part in ("", t.render())],
     )
     return DemoResult(
         package="ridg",
