@@ -75,3 +75,17 @@ def test_nothing_installed_is_said_clearly(monkeypatch, capsys):
 def test_table_rejects_ragged_rows():
     with pytest.raises(ValueError, match="cells"):
         methods.Table(["a", "b"], [[1]])
+
+
+def test_package_parser_has_info_demo_and_examples(fake_plugins, capsys):
+    from papers_shared.cli_utils import build_package_parser, parse_and_run
+    from papers_shared.methods import discover_methods
+
+    method = discover_methods()["fake"]
+    parser, sub = build_package_parser(method, "Fake.", ["fake info", "fake demo --quick"])
+    sub.add_parser("train")
+    assert "fake demo --quick" in parser.format_help()
+    assert parse_and_run(parser, ["demo"]) == 0
+    assert "0.8" in capsys.readouterr().out  # quick by default
+    assert parse_and_run(parser, ["demo", "--full", "--json"]) == 0
+    assert '"ours": 0.9' in capsys.readouterr().out

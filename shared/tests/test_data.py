@@ -14,7 +14,7 @@ def test_digits_are_real_and_normalised():
 
 def test_digits_resize():
     images, _ = load_digits(16)
-    assert images.shape == (1797, 1, 16, 16) and 0 <= images.min() and images.max() <= 1
+    assert images.shape == (1797, 1, 16, 16) and images.min() >= 0 and images.max() <= 1
     with pytest.raises(ValueError, match="size"):
         load_digits(2)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from papers_shared.methods import Method
 
 __all__ = [
+    "build_package_parser",
     "add_verbosity_flags",
     "configure_logging",
     "run_cli",
@@ -54,7 +55,10 @@ def run_cli(handler: Callable[[argparse.Namespace], int | None], args: argparse.
 def add_info_command(subparsers: argparse._SubParsersAction, method: Method) -> None:
     """``<pkg> info [--json]``: print the package's params/FLOPs tables."""
     parser = subparsers.add_parser(
-        "info", help="parameters and FLOPs per variant, beside the paper's figures"
+        "info",
+        help="parameters and FLOPs per variant, beside the paper's figures",
+        epilog=f"examples:\n  {method.name} info\n  {method.name} info --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -115,3 +119,21 @@ def parse_and_run(parser: argparse.ArgumentParser, argv: Sequence[str] | None = 
         parser.print_help(sys.stderr)
         return 2
     return run_cli(args.handler, args)
+
+
+def build_package_parser(
+    method: Method, description: str, examples: Sequence[str]
+) -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    """A package CLI's parser with ``-v/-q``, ``info`` and ``demo``; add the package's own verbs to
+    the returned subparsers. ``examples`` end the top-level ``--help``."""
+    parser = argparse.ArgumentParser(
+        prog=method.name,
+        description=description,
+        epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_verbosity_flags(parser)
+    subparsers = parser.add_subparsers(dest="command", metavar="command")
+    add_info_command(subparsers, method)
+    add_demo_command(subparsers, method)
+    return parser, subparsers
