@@ -90,7 +90,7 @@ def main() -> None:
         f"{os.cpu_count()} cpus, {args.threads} threads, load avg {os.getloadavg()[0]:.1f}"
     )
     print(f"batch {args.batch_size} at {args.image_size}x{args.image_size}, eval, inference_mode\n")
-    header = f"| {'variant':7} | {'mode':20} | {'img/s':>7} | {'x ref':>5} | {'max |diff|':>10} |"
+    header = f"| {'variant':7} | {'mode':20} | {'img/s':>7} | {'x ref':>5} | {'max abs diff':>12} |"
     header += f" {'peak MiB':>8} |" if not args.no_memory else ""
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
@@ -120,7 +120,7 @@ def main() -> None:
         for mode in modes:
             speed = args.batch_size / statistics.median(times[mode])
             diff = (outputs[mode] - outputs["reference"]).abs().max().item()
-            row = f"| {variant:7} | {mode:20} | {speed:7.2f} | {speed / ref_speed:5.2f} | {diff:10.2e} |"
+            row = f"| {variant:7} | {mode:20} | {speed:7.2f} | {speed / ref_speed:5.2f} | {diff:12.2e} |"
             if not args.no_memory:
                 mem = peak_memory_mib(variant, mode, args.batch_size, args.image_size)
                 row += f" {mem:8.0f} |"
