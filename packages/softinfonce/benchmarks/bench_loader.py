@@ -107,7 +107,9 @@ def main() -> None:
         generate_split(tmp, "train", args.clips, spec=spec)
         records, _ = kinetics_folder(Path(tmp), "train")
 
-        print("\n| backend | speed | decode+augment clips/s (1 process) |")
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # as in a DataLoader worker
+        print("\n| backend | speed | decode+augment clips/s (1 process, 1 thread) |")
         print("|---|---|---|")
         rates: dict[tuple[str, float], float] = {}
         for backend in available_video_backends():
@@ -118,6 +120,7 @@ def main() -> None:
                 rates[(backend, speed)] = _clips_per_second(dataset, args.repeats)
                 print(f"| {backend} | {speed:g} | {rates[(backend, speed)]:.2f} |")
 
+        torch.set_num_threads(threads)
         dataset = SpeedCoAugDataset(records, base, backend="auto")
         loader_rate = _loader_clips_per_second(
             dataset, min(args.batch, len(records)), args.workers, batches=3

@@ -6,7 +6,7 @@ from softinfonce.data.synthetic import SyntheticClip, SyntheticSpec, render_clip
 
 from papers_shared.testing import block_network  # noqa: F401
 
-TINY_SPEC = SyntheticSpec(num_classes=2, duration=2.0, fps=25, size=32, sample_rate=8000)
+TINY_SPEC = SyntheticSpec(num_classes=2, duration=2.0, fps=25, size=32, sample_rate=16000)
 
 
 @pytest.fixture(autouse=True)
@@ -17,7 +17,7 @@ def _seed_and_threads() -> None:
 
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory: pytest.TempPathFactory):
-    """A 2 s, 25 fps, 32 px mp4 (mpeg4 + AAC 8 kHz) and what was written into it."""
+    """A 2 s, 25 fps, 32 px mp4 (mpeg4 + AAC 16 kHz) and what was written into it."""
     frames, audio = render_clip(TINY_SPEC, SyntheticClip(0, 1, 1.0, 0.3, 0.9))
     path = write_clip(
         tmp_path_factory.mktemp("clips") / "clip.mp4",

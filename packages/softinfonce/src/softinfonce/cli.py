@@ -9,14 +9,13 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from softinfonce.plugin import METHOD
-
 from papers_shared.cli_utils import (
     add_demo_command,
     add_info_command,
     add_verbosity_flags,
     parse_and_run,
 )
+from softinfonce.plugin import METHOD
 
 __all__ = ["build_parser", "main"]
 
@@ -79,9 +78,8 @@ def _records(args: argparse.Namespace):
 
 # ---- generate ---------------------------------------------------------------------------------
 def _generate(args: argparse.Namespace) -> int:
-    from softinfonce.data.synthetic import SyntheticSpec, generate_split
-
     from papers_shared.progress import progress_bar
+    from softinfonce.data.synthetic import SyntheticSpec, generate_split
 
     spec = SyntheticSpec(
         num_classes=args.num_classes,
@@ -174,9 +172,8 @@ def _train_config(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from softinfonce.train import pretrain
-
     from papers_shared.distributed import cleanup_distributed
+    from softinfonce.train import pretrain
 
     config = _train_config(args)
     try:
@@ -201,9 +198,8 @@ def _train(args: argparse.Namespace) -> int:
 
 # ---- extract / eval / convert ----------------------------------------------------------------
 def _load_model(checkpoint: Path):
-    from softinfonce.train import PretrainConfig, build_model
-
     from papers_shared.checkpoint import load_state_dict_checked, read_state_dict
+    from softinfonce.train import PretrainConfig, build_model
 
     config_path = checkpoint / "config.json"
     if not config_path.exists():
@@ -286,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_verbosity_flags(parser)
     subparsers = parser.add_subparsers(metavar="command")
     add_info_command(subparsers, METHOD)
+    info = subparsers.choices["info"]  # papers_shared's info parser has no examples of its own
+    info.epilog = _examples("softinfonce info", "softinfonce info --json")
+    info.formatter_class = argparse.RawDescriptionHelpFormatter
     add_demo_command(subparsers, METHOD)
 
     gen = _sub(

@@ -16,6 +16,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+
+from papers_shared.methods import DemoResult, Table
+from papers_shared.runs import make_run_dir, plot_curves, write_metrics
 from softinfonce.augment import CoAugConfig
 from softinfonce.data.datasets import SpeedCoAugDataset, kinetics_folder
 from softinfonce.data.synthetic import SyntheticSpec, generate_split
@@ -27,9 +30,6 @@ from softinfonce.evaluate import (
 )
 from softinfonce.losses import WeightMode
 from softinfonce.train import ModelConfig, PretrainConfig, pretrain
-
-from papers_shared.methods import DemoResult, Table
-from papers_shared.runs import make_run_dir, plot_curves, write_metrics
 
 __all__ = ["DEMO_SPEC", "DemoSettings", "demo_augment_config", "demo_model_config", "run_demo"]
 

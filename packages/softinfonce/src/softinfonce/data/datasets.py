@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch.utils.data import Dataset, Sampler
+
 from softinfonce.audio import LogSpectrogram
 from softinfonce.augment import (
     CoAugConfig,
@@ -20,7 +22,6 @@ from softinfonce.augment import (
     sample_speed,
 )
 from softinfonce.decode import VideoBackend, probe_video, read_audio, read_frames
-from torch.utils.data import Dataset, Sampler
 
 __all__ = [
     "ClipRecord",
