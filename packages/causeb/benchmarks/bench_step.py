@@ -2,7 +2,8 @@
 
     uv run python packages/causeb/benchmarks/bench_step.py --image-size 128 --batch-per-domain 8
 
-Prints one table measured in this run (median of ``--repeats`` timed steps after a warm-up).
+Prints one table measured in this run (median of ``--repeats`` timed steps after a warm-up;
+ERM and CausEB steps alternate so that a change of machine load hits both alike).
 RDS is also timed in the literal form (MultivariateNormal sample + log_prob of all draws) to show
 what the closed-form ranking saves.
 """
@@ -66,7 +67,7 @@ def main() -> int:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--batch-per-domain", type=int, default=8)
     parser.add_argument("--domains", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
@@ -95,8 +96,10 @@ def main() -> int:
 
     erm = ERM(shape, 7, args.domains, hparams).to(device)
     causeb = CauseEB(shape, 7, args.domains, hparams).to(device)
-    erm_step = timed(lambda: erm.update(batches))
-    causeb_step = timed(lambda: causeb.update(batches))
+    # interleaved, so load changes on a shared machine hit both alike
+    erm_step, causeb_step = _interleaved_times(
+        lambda: erm.update(batches), lambda: causeb.update(batches), sync, args.repeats
+    )
     with torch.no_grad():
         h = causeb.base(torch.cat([x for x, _ in batches]))
     rds_time = timed(lambda: random_domain_sampling(h))

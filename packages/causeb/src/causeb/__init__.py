@@ -5,6 +5,7 @@ Importing registers the ``CauseEB`` / ``CausEB`` algorithms with the DomainBed-s
 
 from causeb._version import __version__
 from causeb.algorithm import CausEB, CauseEB, causeb_hparams, hsic_of_features
+from causeb.convert import load_domainbed_checkpoint
 from causeb.hsic import hsic, hsic_closed_form
 from causeb.losses import consistency_loss, dissimilarity, independence_loss
 from causeb.models import (
@@ -22,6 +23,7 @@ __all__ = [
     "CausEB",
     "causeb_hparams",
     "hsic_of_features",
+    "load_domainbed_checkpoint",
     "hsic",
     "hsic_closed_form",
     "dissimilarity",
