@@ -34,9 +34,10 @@ def calibrate_dispatchers(model: torch.nn.Module, images: torch.Tensor, rate: fl
 
 def cpu_name() -> str:
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
@@ -69,7 +70,7 @@ def main() -> None:
     }
     times: dict[str, list[float]] = {name: [] for name in runs}
     with torch.no_grad():
-        for name, run in runs.items():  # warm-up
+        for run in runs.values():  # warm-up
             run()
         for _ in range(args.rounds):  # interleaved so load spikes hit every variant
             for name, run in runs.items():

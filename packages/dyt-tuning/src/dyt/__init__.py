@@ -24,12 +24,14 @@ from dyt.models import (
     convert_vit,
     trainable_state_dict,
 )
+from dyt.models.video import DyTVideoTransformer, convert_vit_to_video
 from dyt.train import evaluate, train
 
 __all__ = [
     "Adapter",
     "DyTConfig",
     "DyTLoss",
+    "DyTVideoTransformer",
     "DyTVisionTransformer",
     "MoEAdapter",
     "TokenDispatcher",
@@ -38,6 +40,7 @@ __all__ = [
     "ViTDims",
     "__version__",
     "convert_vit",
+    "convert_vit_to_video",
     "dyt_flops",
     "eval_flops",
     "evaluate",

@@ -81,11 +81,24 @@ class _DispatchBlockBase(nn.Module):
         self.num_prefix_tokens = num_prefix_tokens
         self.config = config
 
-    def _attention(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Attention branch ``drop_path1(ls1(attn(norm1(x))))``; key_mask: (B, T) bool or None."""
-        if key_mask is None:
+    def _attention(
+        self,
+        x: torch.Tensor,
+        key_mask: torch.Tensor | None = None,
+        attn_bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Attention branch ``drop_path1(ls1(attn(norm1(x))))``.
+
+        key_mask: (B, T) bool (True = may be attended to) or None; attn_bias: additive
+        (1 or B, heads, T, T) bias (e.g. relative position) or None.
+        """
+        attn_mask = attn_bias
+        if key_mask is not None:
+            attn_mask = key_mask[:, None, None, :]  # (B, 1, 1, T)
+            if attn_bias is not None:
+                attn_mask = attn_bias.masked_fill(~attn_mask, float("-inf"))
+        if attn_mask is None:
             return self.drop_path1(self.ls1(self.attn(self.norm1(x))))
-        attn_mask = key_mask[:, None, None, :]  # (B, 1, 1, T): True = may be attended to
         return self.drop_path1(self.ls1(self.attn(self.norm1(x), attn_mask=attn_mask)))
 
     def _mlp(self, x: torch.Tensor) -> torch.Tensor:
@@ -112,9 +125,18 @@ class DyTBlock(_DispatchBlockBase):
         self.adaptmlp = _make_adapter(config, self.embed_dim)
         self.mlp_token_select = TokenDispatcher(self.embed_dim, tau=config.tau)
 
-    def forward(self, x: torch.Tensor, complete: bool = False, sparse: bool = False) -> BlockOutput:
-        """x: (B, T, C) -> (x (B, T, C), patch mask (B, 1, N, 1), patch logits (B, 1, N, 1))."""
-        x = x + self._attention(x)
+    def forward(
+        self,
+        x: torch.Tensor,
+        complete: bool = False,
+        sparse: bool = False,
+        attn_bias: torch.Tensor | None = None,
+    ) -> BlockOutput:
+        """x: (B, T, C) -> (x (B, T, C), patch mask (B, 1, N, 1), patch logits (B, 1, N, 1)).
+
+        attn_bias: optional additive attention bias (1 or B, heads, T, T).
+        """
+        x = x + self._attention(x, attn_bias=attn_bias)
         mask, logits = self._dispatch(self.mlp_token_select, x)
         adapter_out = self.adaptmlp(x)
         if complete:

@@ -1,0 +1,174 @@
+"""DyT ViT backbone for mmsegmentation >= 1.x (paper section 4.3), with the four-scale neck.
+
+Registered in ``mmseg.registry.MODELS`` as ``DyTViT`` (backbone) and ``DyTEncoderDecoder``
+(segmentor adding the backbone's rate loss as ``loss_token``) when :func:`register_mmseg` runs;
+``import dyt.models.mmseg_backbone`` calls it. Needs the ``[mmseg]`` extra (mmcv with ops).
+
+Official layout (under ``backbone.``): timm ViT keys, ``blocks.{i}.attn.relative_position_bias_table``
+and buffer ``relative_position_index`` (BEiT-style), ``fpn1.0``, ``fpn1.2``, ``fpn2.0``. As in the
+released code the backbone uses the dense masked path and no complete-model distillation.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dyt.config import DyTConfig
+from dyt.losses import rate_loss
+from dyt.models.dyt_vit import convert_vit
+
+__all__ = ["DyTSegmentationBackbone", "relative_position_index", "register_mmseg"]
+
+
+def relative_position_index(grid: tuple[int, int]) -> torch.Tensor:
+    """BEiT's (T, T) index into a table of (2H-1)(2W-1) + 3 rows (3 extra for the CLS pairs)."""
+    height, width = grid
+    coords = torch.stack(torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij"))
+    coords = coords.flatten(1)  # (2, H*W)
+    relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)  # (HW, HW, 2)
+    relative[:, :, 0] += height - 1
+    relative[:, :, 1] += width - 1
+    relative[:, :, 0] *= 2 * width - 1
+    num_relative = (2 * height - 1) * (2 * width - 1)
+    index = torch.zeros(height * width + 1, height * width + 1, dtype=torch.long)
+    index[1:, 1:] = relative.sum(-1)
+    index[0, :] = num_relative
+    index[:, 0] = num_relative + 1
+    index[0, 0] = num_relative + 2
+    return index
+
+
+class DyTSegmentationBackbone(nn.Module):
+    """DyT ViT returning four maps at strides 4, 8, 16, 32 plus a rate loss.
+
+    forward(images (B, 3, H, W)) -> tuple of 4 maps (B, C, H/s, W/s); after a training forward
+    ``token_loss`` holds ``alpha * (mean(M) - r)^2``.
+    """
+
+    def __init__(
+        self,
+        img_size: int = 512,
+        patch_size: int = 16,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        drop_path_rate: float = 0.1,
+        out_indices: tuple[int, ...] = (3, 5, 7, 11),
+        bottleneck: int = 64,
+        rate: float = 0.5,
+        adapter_scale: float = 0.1,
+        num_experts: int = 1,
+        alpha: float = 2.0,
+        use_rel_pos_bias: bool = True,
+        pretrained: str | None = None,
+    ) -> None:
+        super().__init__()
+        from timm.models.vision_transformer import VisionTransformer
+
+        if len(out_indices) != 4:
+            raise ValueError(f"out_indices needs 4 block indices, got {out_indices}")
+        vit = VisionTransformer(
+            img_size=img_size, patch_size=patch_size, embed_dim=embed_dim, depth=depth,
+            num_heads=num_heads, mlp_ratio=mlp_ratio, drop_path_rate=drop_path_rate, num_classes=0,
+        )  # fmt: skip
+        config = DyTConfig(bottleneck=bottleneck, rate=rate, adapter_scale=adapter_scale,
+                           num_experts=num_experts, sparse_inference=False)  # fmt: skip
+        convert_vit(vit, config)
+        if pretrained:
+            from dyt.convert import load_backbone
+
+            load_backbone(vit, pretrained)
+        # Keep the ViT's parts at the top level so keys match the official ``backbone.blocks...``.
+        self.patch_embed, self.cls_token, self.pos_embed = (
+            vit.patch_embed,
+            vit.cls_token,
+            vit.pos_embed,
+        )
+        self.pos_drop, self.blocks = vit.pos_drop, vit.blocks
+        self.grid = tuple(vit.patch_embed.grid_size)
+        self.out_indices, self.rate, self.alpha = tuple(out_indices), rate, alpha
+        self.use_rel_pos_bias = use_rel_pos_bias
+        if use_rel_pos_bias:
+            rows = (2 * self.grid[0] - 1) * (2 * self.grid[1] - 1) + 3
+            for block in self.blocks:
+                block.attn.relative_position_bias_table = nn.Parameter(torch.zeros(rows, num_heads))
+                block.attn.register_buffer("relative_position_index",
+                                           relative_position_index(self.grid), persistent=True)  # fmt: skip
+        self.fpn1 = nn.Sequential(
+            nn.ConvTranspose2d(embed_dim, embed_dim, 2, 2), nn.GELU(),
+            nn.ConvTranspose2d(embed_dim, embed_dim, 2, 2),
+        )  # fmt: skip
+        self.fpn2 = nn.Sequential(nn.ConvTranspose2d(embed_dim, embed_dim, 2, 2))
+        self.fpn3 = nn.Identity()
+        self.fpn4 = nn.MaxPool2d(2)
+        for name, param in self.named_parameters():
+            frozen = name.startswith(("patch_embed.", "cls_token", "pos_embed")) or (
+                name.startswith("blocks.") and "adaptmlp" not in name and "token_select" not in name
+                and "relative_position_bias_table" not in name
+            )  # fmt: skip
+            param.requires_grad_(not frozen)
+        self.token_loss = torch.zeros(())
+
+    def _rel_pos_bias(self, block: nn.Module) -> torch.Tensor:
+        table = block.attn.relative_position_bias_table
+        index = block.attn.relative_position_index
+        tokens = index.shape[0]
+        return table[index.reshape(-1)].reshape(tokens, tokens, -1).permute(2, 0, 1).unsqueeze(0)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        batch, _, height, width = images.shape
+        grid = (height // self.patch_embed.patch_size[0], width // self.patch_embed.patch_size[1])
+        if grid != self.grid:
+            raise ValueError(f"expected {self.grid[0] * self.patch_embed.patch_size[0]}x"
+                             f"{self.grid[1] * self.patch_embed.patch_size[1]} crops (sliding "
+                             f"window), got {height}x{width}")  # fmt: skip
+        x = self.patch_embed(images)
+        x = torch.cat([self.cls_token.expand(batch, -1, -1), x], dim=1) + self.pos_embed
+        x = self.pos_drop(x)
+        masks, features = [], []
+        for index, block in enumerate(self.blocks):
+            bias = self._rel_pos_bias(block).to(x.dtype) if self.use_rel_pos_bias else None
+            x, mask, _ = block(x, sparse=False, attn_bias=bias)
+            masks.append(mask)
+            if index in self.out_indices:
+                patches = x[:, 1:].transpose(1, 2).reshape(batch, -1, *grid)
+                features.append(patches)
+        self.token_loss = rate_loss(torch.cat(masks, dim=1), self.rate, self.alpha)
+        necks = (self.fpn1, self.fpn2, self.fpn3, self.fpn4)
+        return tuple(neck(feature) for neck, feature in zip(necks, features))
+
+
+def register_mmseg() -> bool:
+    """Register ``DyTViT`` and ``DyTEncoderDecoder`` with mmseg; False if mmseg is missing."""
+    try:
+        from mmengine.model import BaseModule
+        from mmseg.models.segmentors import EncoderDecoder
+        from mmseg.registry import MODELS
+    except ImportError:
+        return False
+    if "DyTViT" in MODELS.module_dict:
+        return True
+
+    class DyTViT(DyTSegmentationBackbone, BaseModule):
+        """The mmseg-registered backbone (an mmengine ``BaseModule``)."""
+
+        def __init__(self, init_cfg: dict | None = None, **kwargs) -> None:
+            super().__init__(**kwargs)
+            self.init_cfg = init_cfg
+
+    class DyTEncoderDecoder(EncoderDecoder):
+        """EncoderDecoder adding the backbone's rate loss as ``loss_token``."""
+
+        def loss(self, inputs, data_samples) -> dict:
+            losses = super().loss(inputs, data_samples)
+            losses["loss_token"] = self.backbone.token_loss
+            return losses
+
+    MODELS.register_module(name="DyTViT", module=DyTViT)
+    MODELS.register_module(name="DyTEncoderDecoder", module=DyTEncoderDecoder)
+    return True
+
+
+register_mmseg()

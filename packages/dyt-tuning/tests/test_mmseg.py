@@ -1,0 +1,76 @@
+import pytest
+
+pytest.importorskip("mmseg")
+import torch
+
+pytestmark = pytest.mark.mmseg
+
+TINY = dict(img_size=64, patch_size=16, embed_dim=32, depth=4, num_heads=2,
+            out_indices=(0, 1, 2, 3), bottleneck=4)  # fmt: skip
+
+
+def test_relative_position_index_layout():
+    from dyt.models.mmseg_backbone import relative_position_index
+
+    index = relative_position_index((2, 2))
+    assert index.shape == (5, 5)
+    assert index[0, 0] == 9 + 2 and index[0, 1] == 9 and index[1, 0] == 9 + 1
+    assert index[1:, 1:].max() < 9 and torch.all(index[1:, 1:].diagonal() == 4)
+
+
+def test_backbone_four_scales_and_token_loss():
+    from dyt.models.mmseg_backbone import DyTSegmentationBackbone
+
+    backbone = DyTSegmentationBackbone(**TINY).train()
+    outs = backbone(torch.randn(2, 3, 64, 64))
+    assert [tuple(o.shape) for o in outs] == [(2, 32, 16, 16), (2, 32, 8, 8), (2, 32, 4, 4),
+                                             (2, 32, 2, 2)]  # fmt: skip
+    assert backbone.token_loss.requires_grad and backbone.token_loss >= 0
+    keys = backbone.state_dict().keys()
+    for key in (
+        "blocks.0.attn.relative_position_bias_table",
+        "blocks.0.attn.relative_position_index",
+        "fpn1.0.weight",
+        "fpn1.2.weight",
+        "fpn2.0.weight",
+        "blocks.0.adaptmlp.up_proj.weight",
+        "pos_embed",
+        "cls_token",
+    ):
+        assert key in keys
+    with pytest.raises(ValueError, match="64x64"):
+        backbone(torch.randn(1, 3, 32, 32))
+
+
+def test_registered_segmentor_adds_token_loss():
+    pytest.importorskip("mmseg")
+    import dyt.models.mmseg_backbone  # noqa: F401  (registers)
+    from mmengine.structures import PixelData
+    from mmseg.registry import MODELS
+    from mmseg.structures import SegDataSample
+
+    norm = dict(type="BN", requires_grad=True)
+    segmentor = MODELS.build(dict(
+        type="DyTEncoderDecoder",
+        backbone=dict(type="DyTViT", **TINY),
+        decode_head=dict(type="UPerHead", in_channels=[32] * 4, in_index=[0, 1, 2, 3],
+                         pool_scales=(1, 2, 3, 6), channels=16, num_classes=3, norm_cfg=norm,
+                         loss_decode=dict(type="CrossEntropyLoss", loss_weight=1.0)),
+        auxiliary_head=dict(type="FCNHead", in_channels=32, in_index=2, channels=8, num_convs=1,
+                            num_classes=3, norm_cfg=norm,
+                            loss_decode=dict(type="CrossEntropyLoss", loss_weight=0.4)),
+    ))  # fmt: skip
+    samples = []
+    for _ in range(2):
+        sample = SegDataSample()
+        sample.gt_sem_seg = PixelData(data=torch.randint(0, 3, (1, 64, 64)))
+        sample.set_metainfo(dict(img_shape=(64, 64), pad_shape=(64, 64)))
+        samples.append(sample)
+    segmentor.train()
+    losses = segmentor.loss(torch.randn(2, 3, 64, 64), samples)
+    assert "loss_token" in losses and "decode.loss_ce" in losses and "aux.loss_ce" in losses
+    total = sum(v for k, v in losses.items() if k.startswith(("loss", "decode.loss", "aux.loss")))
+    total.backward()
+    backbone = segmentor.backbone
+    assert backbone.blocks[0].mlp_token_select.mlp_head.weight.grad is not None
+    assert backbone.blocks[0].attn.qkv.weight.grad is None
