@@ -28,18 +28,10 @@ from softinfonce.data import (
     generate_split,
     kinetics_folder,
 )
-from softinfonce.decode import available_video_backends
+from softinfonce.decode import available_video_backends, read_frames
 from softinfonce.losses import SoftInfoNCELoss
 from softinfonce.train import ModelConfig, build_model, train_step
 from torch.utils.data import DataLoader
-
-
-def _clips_per_second(dataset: SpeedCoAugDataset, repeats: int) -> float:
-    start = time.perf_counter()
-    for _ in range(repeats):
-        for index in range(len(dataset)):
-            dataset[index]
-    return repeats * len(dataset) / (time.perf_counter() - start)
 
 
 def _loader_clips_per_second(
@@ -79,7 +71,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="clips per training step (2x views)")
     parser.add_argument("--model", choices=("avid", "tiny"), default="avid")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
 
     print(
@@ -109,16 +101,36 @@ def main() -> None:
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # as in a DataLoader worker
-        print("\n| backend | speed | decode+augment clips/s (1 process, 1 thread) |")
-        print("|---|---|---|")
+        print("\n| speed | backend | decode+augment clips/s | decode-only clips/s |")
+        print("|---|---|---|---|")
+        backends = available_video_backends()
         rates: dict[tuple[str, float], float] = {}
-        for backend in available_video_backends():
-            for speed in (1.0, 2.0, 3.0, 4.0):
-                config = replace(base, speeds=(speed,))
-                dataset = SpeedCoAugDataset(records, config, backend=backend)  # type: ignore[arg-type]
-                dataset[0]  # warm-up (imports, kernels)
-                rates[(backend, speed)] = _clips_per_second(dataset, args.repeats)
-                print(f"| {backend} | {speed:g} | {rates[(backend, speed)]:.2f} |")
+        decode_rates: dict[tuple[str, float], float] = {}
+        for speed in (1.0, 2.0, 3.0, 4.0):
+            config = replace(base, speeds=(speed,))
+            datasets = {b: SpeedCoAugDataset(records, config, backend=b) for b in backends}  # type: ignore[arg-type]
+            totals = dict.fromkeys(backends, 0.0)
+            decode_totals = dict.fromkeys(backends, 0.0)
+            for b in backends:
+                datasets[b][0]  # warm-up (imports, kernels, probe cache)
+            # Backends alternate clip by clip, so both see the same machine load.
+            for _ in range(args.repeats):
+                for index in range(len(records)):
+                    for b in backends:
+                        start = time.perf_counter()
+                        datasets[b][index]
+                        totals[b] += time.perf_counter() - start
+                        indices = [round(k * speed * 25 / 16) for k in range(8)]
+                        start = time.perf_counter()
+                        read_frames(records[index].path, indices, backend=b)  # type: ignore[arg-type]
+                        decode_totals[b] += time.perf_counter() - start
+            for b in backends:
+                count = args.repeats * len(records)
+                rates[(b, speed)] = count / totals[b]
+                decode_rates[(b, speed)] = count / decode_totals[b]
+                print(
+                    f"| {speed:g} | {b} | {rates[(b, speed)]:.2f} | {decode_rates[(b, speed)]:.1f} |"
+                )
 
         torch.set_num_threads(threads)
         dataset = SpeedCoAugDataset(records, base, backend="auto")

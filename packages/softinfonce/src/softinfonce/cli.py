@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -160,13 +161,14 @@ def _train_config(args: argparse.Namespace):
         augment = replace(augment, use_augmented_view=False)
     model = config.model
     if args.arch == "mlp":
-        model = ModelConfig(arch="mlp", head_dims=(128, 64))
+        model = ModelConfig(arch="mlp", head_dims=(128, 64), use_output_bn=True)
     elif args.arch == "tiny":
         model = ModelConfig(
             video_depth=10,
             video_widths=(8, 16, 16, 32),
             audio_widths=(8, 16, 16, 32),
             head_dims=(64, 32),
+            use_output_bn=True,
         )
     return replace(config, augment=augment, model=model, cache_decoded=args.cache)
 
@@ -182,6 +184,8 @@ def _train(args: argparse.Namespace) -> int:
         )
     finally:
         cleanup_distributed()
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # one summary per job, from rank 0
     last = result.history[-1]
     print(
         json.dumps(
