@@ -93,10 +93,11 @@ def naive_rationale_loss(
 
 
 class _BankContraction(torch.autograd.Function):
-    """t[p, j] = sum_k W[k, j] * bank[classes[p], k, j], chunked over classes.
+    """t[p, j] = sum_k W[k, j] * bank[classes[p], k, j] and ||bank[classes[p]]||^2, chunked.
 
-    Saves only ``W`` and a reference to the bank (no (P, K, D) copy); the backward pass
-    recomputes the chunks. The bank receives no gradient.
+    One pass over the bank rows of the present classes; saves only a reference to the bank (no
+    (P, K, D) copy) and the backward pass re-reads the chunks. The bank receives no gradient;
+    the norms are constants.
     """
 
     @staticmethod
@@ -106,26 +107,30 @@ class _BankContraction(torch.autograd.Function):
         bank: torch.Tensor,
         classes: torch.Tensor,
         chunk: int,
-    ) -> torch.Tensor:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         ctx.save_for_backward(bank, classes)
         ctx.chunk = chunk
-        out = weight.new_empty(len(classes), weight.shape[1])
+        t = weight.new_empty(len(classes), weight.shape[1])
+        norms = weight.new_empty(len(classes))
         for start in range(0, len(classes), chunk):
-            idx = classes[start : start + chunk]
-            block = bank.index_select(0, idx).to(weight.dtype)  # (p, K, D)
-            out[start : start + chunk] = (block * weight.unsqueeze(0)).sum(dim=1)
-        return out
+            block = bank.index_select(0, classes[start : start + chunk]).to(weight.dtype)
+            t[start : start + chunk] = (block * weight.unsqueeze(0)).sum(dim=1)
+            norms[start : start + chunk] = block.pow(2).sum(dim=(1, 2))
+        ctx.mark_non_differentiable(norms)
+        return t, norms
 
     @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None]:
+    def backward(  # type: ignore[override]
+        ctx: Any, grad_t: torch.Tensor, grad_norms: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, None, None, None]:
         bank, classes = ctx.saved_tensors
         grad_weight = None
         if ctx.needs_input_grad[0]:
-            grad_weight = grad_out.new_zeros(bank.shape[1], bank.shape[2])
+            grad_weight = grad_t.new_zeros(bank.shape[1], bank.shape[2])
             for start in range(0, len(classes), ctx.chunk):
                 idx = classes[start : start + ctx.chunk]
-                block = bank.index_select(0, idx).to(grad_out.dtype)
-                grad_weight += (block * grad_out[start : start + ctx.chunk].unsqueeze(1)).sum(0)
+                block = bank.index_select(0, idx).to(grad_t.dtype)
+                grad_weight += (block * grad_t[start : start + ctx.chunk].unsqueeze(1)).sum(0)
         return grad_weight, None, None, None
 
 
@@ -158,16 +163,9 @@ def closed_form_rationale_loss(
     weighted_sum = features.new_zeros(len(classes), features.shape[1])
     weighted_sum = weighted_sum.index_add(0, inverse, w.unsqueeze(1) * features)  # (P, D)
     chunk = _chunk_classes(weight.shape[0], weight.shape[1], chunk_elements)
-    t = _BankContraction.apply(weight, target.detach(), classes, chunk)  # (P, D)
+    t, norms = _BankContraction.apply(weight, target.detach(), classes, chunk)  # (P, D), (P,)
     loss = loss - 2.0 * (weighted_sum * t).sum()
     omega = features.new_zeros(len(classes)).index_add(0, inverse, w)  # (P,)
-    with torch.no_grad():
-        norms = torch.cat(
-            [
-                target.index_select(0, classes[i : i + chunk]).to(features.dtype).pow(2).sum((1, 2))
-                for i in range(0, len(classes), chunk)
-            ]
-        )
     return loss + (omega * norms).sum()
 
 
