@@ -87,3 +87,25 @@ def test_decord_clip_dataset_train_and_test_views(tmp_path):
     assert views.min() >= -1.0 and views.max() <= 1.0
     # later clips start later, so the constant-per-frame brightness increases
     assert views[2].mean() > views[0].mean()
+
+
+def test_trainer_trains_video_model_on_clip_lists(tmp_path, capsys):
+    pytest.importorskip("decord")
+    import json
+
+    from dyt.cli import main
+
+    for i in range(4):
+        _write_mp4(tmp_path / f"v{i}.mp4", frames=12)
+    (tmp_path / "train.txt").write_text("".join(f"v{i}.mp4 {i % 2}\n" for i in range(4)))
+    (tmp_path / "val.txt").write_text("v0.mp4 0\nv1.mp4 1\n")
+    out = tmp_path / "run"
+    args = ["train", "--preset", "video_k400", "--data-root", str(tmp_path), "--num-frames", "2",
+            "--model-overrides", '{"patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}',
+            "--img-size", "32", "--epochs", "1", "--warmup-epochs", "0", "--batch-size", "2",
+            "--num-workers", "0", "--output-dir", str(out), "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert 0 <= record["eval_accuracy"] <= 1 and record["eval_gflops"] > 0
+    saved = torch.load(out / "checkpoint.pth", weights_only=True)["model"]
+    assert "query_token" in saved and "attentive_blocks.cross_attn.q_bias" in saved

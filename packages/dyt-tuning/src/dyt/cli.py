@@ -37,6 +37,8 @@ def _train_config(args: argparse.Namespace):
         "lr": args.lr, "weight_decay": args.weight_decay, "output_dir": args.output_dir,
         "seed": args.seed, "device": args.device, "max_steps": args.max_steps,
         "num_workers": args.num_workers, "eval_every": args.eval_every,
+        "num_frames": args.num_frames, "train_split": args.train_split,
+        "eval_split": args.eval_split,
     }  # fmt: skip
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.no_complete:
@@ -146,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--backbone-checkpoint", help="pre-trained ViT weights (.pth/.safetensors)")
     train.add_argument("--img-size", type=int)
+    train.add_argument("--num-frames", type=int, help="> 0: video model on clip lists (decord)")
+    train.add_argument("--train-split", help="split / list file name (default train800val200)")
+    train.add_argument("--eval-split", help="default test")
     train.add_argument("--bottleneck", type=int)
     train.add_argument("--rate", type=float)
     train.add_argument("--adapter-scale", help="a number or 'learnable'")

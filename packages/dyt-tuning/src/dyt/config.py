@@ -92,6 +92,9 @@ class TrainConfig:
     model_overrides: dict[str, Any] = field(default_factory=dict)
     """Extra timm ``create_model`` arguments (e.g. a tiny width for smoke tests)."""
     dyt: DyTConfig = field(default_factory=DyTConfig)
+    num_frames: int = 0
+    """> 0: video model (per-frame DyT + attentive pooling) on clip lists read with decord:
+    ``data_root/<train_split>.txt`` and ``<eval_split>.txt``, lines ``relative/path label``."""
     alpha: float = 2.0
     use_complete: bool = True
     """Train the complete model jointly: CE(complete) + KL(complete.detach() || student)."""
@@ -177,6 +180,9 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
         weight_decay=0.01,
         warmup_epochs=2,
         epochs=12,
+        num_frames=8,
+        train_split="train",
+        eval_split="val",
     ),
 }
 

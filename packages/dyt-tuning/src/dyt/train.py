@@ -21,6 +21,7 @@ from dyt.data.vtab import VTABFolder, vtab_eval_transform
 from dyt.flops import ViTDims, dyt_flops
 from dyt.losses import DyTLoss
 from dyt.models.dyt_vit import DyTVisionTransformer, convert_vit
+from dyt.models.video import convert_vit_to_video
 from papers_shared.distributed import (
     DistContext,
     autocast,
@@ -68,7 +69,11 @@ def build_model(cfg: TrainConfig, num_classes: int) -> DyTVisionTransformer:
         cfg.model, pretrained=False, img_size=cfg.img_size, num_classes=num_classes,
         **cfg.model_overrides,
     )  # fmt: skip
-    model = convert_vit(vit, cfg.dyt, num_classes=num_classes, head_init_std=cfg.head_init_std)
+    if cfg.num_frames > 0:
+        model = convert_vit_to_video(vit, cfg.dyt, num_classes=num_classes,
+                                     num_frames=cfg.num_frames, head_init_std=cfg.head_init_std)  # fmt: skip
+    else:
+        model = convert_vit(vit, cfg.dyt, num_classes=num_classes, head_init_std=cfg.head_init_std)
     if cfg.backbone_checkpoint:
         load_backbone(model, cfg.backbone_checkpoint)
     return model
@@ -114,7 +119,12 @@ def evaluate(
     token_slots = 0.0
     for images, targets in progress_bar(loader, enabled=progress, desc="eval", leave=False):
         images, targets = images.to(device), targets.to(device)
-        logits, aux = model(images, sparse=sparse)
+        if images.dim() == 6:  # video test views (B, V, 3, T, H, W): average logits over views
+            batch, views = images.shape[:2]
+            logits, aux = model(images.flatten(0, 1), sparse=sparse)
+            logits = logits.view(batch, views, -1).mean(1)
+        else:
+            logits, aux = model(images, sparse=sparse)
         correct += float((logits.argmax(-1) == targets).sum())
         count += float(targets.numel())
         active = aux["token_select"].squeeze(-1).sum(-1)  # (B, L)
@@ -179,7 +189,16 @@ def train(
 def _train(cfg, ctx, progress, train_set, eval_set, num_classes) -> dict[str, object]:
     seed_everything(cfg.seed + ctx.rank)
     output = Path(cfg.output_dir)
-    if train_set is None:
+    if train_set is None and cfg.num_frames > 0:
+        from dyt.data.video import VideoClipDataset
+
+        root = Path(cfg.data_root)
+        train_set = VideoClipDataset(root / f"{cfg.train_split}.txt", root, True, cfg.num_frames,
+                                     img_size=cfg.img_size)  # fmt: skip
+        eval_set = VideoClipDataset(root / f"{cfg.eval_split}.txt", root, False, cfg.num_frames,
+                                    img_size=cfg.img_size)  # fmt: skip
+        num_classes = num_classes or max(label for _, label in train_set.items) + 1
+    elif train_set is None:
         folder = _task_folder(cfg)
         transform = vtab_eval_transform(cfg.img_size)
         train_set = VTABFolder(folder, cfg.train_split, transform)

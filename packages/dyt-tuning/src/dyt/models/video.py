@@ -97,12 +97,15 @@ def convert_vit_to_video(
     *,
     num_classes: int,
     num_frames: int = 8,
+    head_init_std: float = 0.01,
     **overrides: Any,
 ) -> DyTVideoTransformer:
     """Convert a timm ViT to DyT and add the attentive pooling (query zero-initialised)."""
     if config is None and not overrides:
         config = DyTConfig(bottleneck=64, adapter_scale=0.1)
-    model = convert_vit(model, config, num_classes=num_classes, **overrides)
+    model = convert_vit(
+        model, config, num_classes=num_classes, head_init_std=head_init_std, **overrides
+    )
     embed_dim, num_heads = model.embed_dim, model.blocks[0].attn.num_heads
     device = model.pos_embed.device
     model.query_token = nn.Parameter(torch.zeros(1, 1, embed_dim, device=device))
