@@ -91,10 +91,12 @@ def loss_only(closed: bool, k: int, n: int, d: int) -> tuple[float, int]:
     y = torch.randint(0, k, (n,))
     z = torch.randn(n, d, requires_grad=True)
     loss_fn.update_bank(z, head.weight, y)  # in place; measured: the loss and its gradients
-    with LargestTensor() as mode:
-        start = time.perf_counter()
+    loss_fn.distance(z, head.weight, y).backward()  # warm-up
+    start = time.perf_counter()
+    loss_fn.distance(z, head.weight, y).backward()
+    elapsed = time.perf_counter() - start
+    with LargestTensor() as mode:  # separate call: the mode's overhead stays out of the timing
         loss_fn.distance(z, head.weight, y).backward()
-        elapsed = time.perf_counter() - start
     return elapsed, mode.numel
 
 

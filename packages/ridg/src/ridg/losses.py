@@ -330,12 +330,12 @@ class RationaleInvarianceLoss(nn.Module):
             new = means[start : start + chunk]
             if self.bank.dim() == 3:  # batch mean rationale of class c is W * mean_c(z)
                 new = weight.unsqueeze(0) * new.unsqueeze(1)
+            mixed = self.bank.index_select(0, idx).to(new.dtype)
+            mixed.lerp_(new, m)  # (1 - m) * old + m * new, in place
             first = ~self.initialised[idx]
-            old = self.bank.index_select(0, idx).to(new.dtype)
-            mixed = torch.where(
-                first.view(-1, *([1] * (new.dim() - 1))), new, (1.0 - m) * old + m * new
-            )
-            self.bank[idx] = self._to_bank_dtype(mixed)
+            if first.any():  # first sight: copy the batch mean
+                mixed[first] = new[first]
+            self.bank.index_copy_(0, idx, self._to_bank_dtype(mixed))
         self.initialised[classes] = True
         self.seen_counts[classes] += counts
 
