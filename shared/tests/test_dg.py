@@ -210,3 +210,45 @@ def test_erm_on_rotated_digits_beats_chance_quickly():
         )
     )
     assert records[-1]["env0_in_acc"] > 0.5  # chance is 0.1
+
+
+def test_load_algorithm_never_downloads_resnet_weights(tmp_path):
+    hparams = resolve_hparams(
+        hparam_space(ERM, "PACS"), 0, 0, {"resnet18": True, "resnet_pretrained": False}
+    )
+    algorithm = ERM((3, 72, 72), 3, 2, hparams)
+    saved = {**hparams, "resnet_pretrained": True}  # as a real run would have recorded it
+    torch.save(
+        {
+            "args": {"algorithm": "ERM"},
+            "model_input_shape": [3, 72, 72],
+            "model_num_classes": 3,
+            "model_num_domains": 2,
+            "model_hparams": saved,
+            "model_dict": algorithm.state_dict(),
+        },
+        tmp_path / "model.pkl",
+    )
+    loaded = load_algorithm(tmp_path / "model.pkl")  # the network is blocked: a download would fail
+    x = torch.randn(2, 3, 72, 72)
+    algorithm.eval(), loaded.eval()
+    assert torch.allclose(loaded.predict(x), algorithm.predict(x))
+    assert loaded.hparams["resnet_pretrained"] is True
+
+
+def test_compare_algorithms_keeps_models_on_request():
+    from papers_shared.dg import compare_algorithms, comparison_table, mean_accuracy
+
+    results = compare_algorithms(
+        "DebugDomains",
+        {"erm": ("ERM", {"cnn_width": 16})},
+        test_envs=[0],
+        seeds=[0],
+        steps=2,
+        checkpoint_freq=1,
+        progress=False,
+        keep_models=True,
+    )
+    assert len(results) == 1 and isinstance(results[0].algorithm, ERM)
+    assert 0 <= mean_accuracy(results, "erm") <= 1
+    assert comparison_table(results, "DebugDomains").rows[0][0] == "erm"

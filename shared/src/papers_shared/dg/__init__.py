@@ -36,7 +36,7 @@ from papers_shared.dg.networks import (
 )
 from papers_shared.dg.selection import select_hparams, select_run
 from papers_shared.dg.sweep import load_records, make_jobs, results_table, run_jobs
-from papers_shared.dg.trainer import TrainConfig, accuracy, load_algorithm, train
+from papers_shared.dg.trainer import TrainConfig, accuracy, load_algorithm, train, train_algorithm
 
 __all__ = [
     "ALGORITHMS",
@@ -81,6 +81,7 @@ __all__ = [
     "accuracy",
     "load_algorithm",
     "train",
+    "train_algorithm",
     "RunResult",
     "compare_algorithms",
     "comparison_table",

@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from papers_shared.dg.algorithms import Algorithm
 from papers_shared.dg.datasets import get_dataset_class
 from papers_shared.dg.selection import select_run
-from papers_shared.dg.trainer import TrainConfig, train
+from papers_shared.dg.trainer import TrainConfig, train_algorithm
 from papers_shared.methods import Table
 
 __all__ = ["RunResult", "compare_algorithms", "comparison_table", "mean_accuracy"]
@@ -24,6 +25,7 @@ class RunResult:
     test_acc: float
     val_acc: float
     records: list[dict[str, Any]] = field(repr=False)
+    algorithm: Algorithm | None = field(default=None, repr=False)
 
 
 def compare_algorithms(
@@ -34,11 +36,13 @@ def compare_algorithms(
     steps: int,
     checkpoint_freq: int,
     progress: bool | None = None,
+    keep_models: bool = False,
 ) -> list[RunResult]:
     """Train every ``label -> (algorithm name, hparam overrides)`` on each held-out domain and seed.
 
     Each run uses ``trial_seed = seed = s`` so all variants see the same splits and batches order
-    seed; the checkpoint is chosen by training-domain validation.
+    seed; the checkpoint is chosen by training-domain validation. ``keep_models`` keeps each
+    trained algorithm (its final state) on the result, for measurements after training.
     """
     results = []
     for seed in seeds:
@@ -56,11 +60,19 @@ def compare_algorithms(
                     output_dir=None,
                     progress=progress,
                 )
-                records = train(cfg)
+                records, algorithm = train_algorithm(cfg)
                 chosen = select_run(records, "training_domain")
                 assert chosen is not None  # single-test-env runs always have a selection
                 results.append(
-                    RunResult(label, test_env, seed, chosen["test_acc"], chosen["val_acc"], records)
+                    RunResult(
+                        label,
+                        test_env,
+                        seed,
+                        chosen["test_acc"],
+                        chosen["val_acc"],
+                        records,
+                        algorithm if keep_models else None,
+                    )
                 )
     return results
 

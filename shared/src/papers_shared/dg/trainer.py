@@ -28,7 +28,7 @@ from papers_shared.dg.loaders import (
 from papers_shared.progress import progress_bar
 from papers_shared.seeding import seed_hash
 
-__all__ = ["TrainConfig", "train", "accuracy", "load_algorithm"]
+__all__ = ["TrainConfig", "train", "train_algorithm", "accuracy", "load_algorithm"]
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,15 @@ def train(
     cfg: TrainConfig,
     algorithm_factory: Callable[..., Algorithm] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run one DomainBed training job and return its checkpoint records.
+    """Run one DomainBed training job and return its checkpoint records (see ``train_algorithm``)."""
+    return train_algorithm(cfg, algorithm_factory)[0]
+
+
+def train_algorithm(
+    cfg: TrainConfig,
+    algorithm_factory: Callable[..., Algorithm] | None = None,
+) -> tuple[list[dict[str, Any]], Algorithm]:
+    """Run one DomainBed training job; return its checkpoint records and the trained algorithm.
 
     ``algorithm_factory(input_shape, num_classes, num_domains, hparams)`` defaults to the class
     registered under ``cfg.algorithm``. With ``cfg.output_dir=None`` nothing is written.
@@ -189,7 +197,7 @@ def train(
         if not cfg.skip_model_save:
             torch.save(_model_checkpoint(cfg, algorithm, dataset), out_dir / "model.pkl")
         (out_dir / "done").write_text("done\n")
-    return records
+    return records, algorithm
 
 
 def load_algorithm(path: str | Path, algorithm_class: type[Algorithm] | None = None) -> Algorithm:
@@ -198,11 +206,14 @@ def load_algorithm(path: str | Path, algorithm_class: type[Algorithm] | None = N
     if not isinstance(checkpoint, dict) or "model_dict" not in checkpoint:
         raise ValueError(f"{path} is not a DomainBed checkpoint (no 'model_dict')")
     cls = algorithm_class or get_algorithm_class(checkpoint["args"]["algorithm"])
+    # the checkpoint holds every weight: never fetch ImageNet weights just to overwrite them
+    hparams = {**checkpoint["model_hparams"], "resnet_pretrained": False}
     algorithm = cls(
         tuple(checkpoint["model_input_shape"]),
         checkpoint["model_num_classes"],
         checkpoint["model_num_domains"],
-        checkpoint["model_hparams"],
+        hparams,
     )
     algorithm.load_state_dict(checkpoint["model_dict"])
+    algorithm.hparams = dict(checkpoint["model_hparams"])
     return algorithm
