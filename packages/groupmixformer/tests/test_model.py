@@ -214,3 +214,26 @@ def test_reset_classifier_and_forward_head(tiny_model):
     tiny_model.reset_classifier(3)
     assert tiny_model.forward_head(feats).shape == (2, 3)
     assert tiny_model.forward_head(feats, pre_logits=True).shape == (2, 40)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_all_variant_flops_at_224_match_the_spec_column(name):
+    flops = model_flops(VARIANTS[name], 224)
+    expected = EXPECTED[name][1] * 1e9
+    assert flops.with_norms == pytest.approx(expected, rel=1e-3)
+    assert flops.matmul_conv == pytest.approx(expected, rel=0.015)  # norms are 0.3-1.3 %
+
+
+def test_fused_weight_cache_follows_parameter_updates(tiny_model):
+    tiny_model.eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.inference_mode():
+        first = tiny_model(x)
+        bn = tiny_model.groupmixformer_backbone[0].gma_stage[0].att.aggregator.norm2
+        bn.running_var.mul_(3.0)
+        fused = tiny_model(x)
+        tiny_model.set_fused_eval(False)
+        reference = tiny_model(x)
+    assert not torch.allclose(first, fused)
+    torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-5)

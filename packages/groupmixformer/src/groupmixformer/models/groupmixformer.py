@@ -312,6 +312,7 @@ class GroupMixAttention(nn.Module):
         self.seg_dim = dim // NUM_SEGMENTS
         self.head_dim = 4 * self.seg_dim // num_heads
         self.use_fused_eval = True
+        self._fused_cache: tuple[tuple, tuple[torch.Tensor, ...]] | None = None
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.attn_drop = nn.Dropout(0.0)  # exists in the release, never applied
         self.proj = nn.Linear(dim, dim)
@@ -350,43 +351,67 @@ class GroupMixAttention(nn.Module):
         out = self._attend(mixed[0], mixed[1], mixed[2], size)
         return self.proj_drop(self.proj(torch.cat([out, local], dim=-1)))
 
+    def _fused_params(self) -> tuple[torch.Tensor, ...]:
+        """Fused eval weights, cached while no parameter or buffer changes (inference only)."""
+        sources = [
+            *self.qkv.parameters(),
+            *self.aggregator.parameters(),
+            *self.aggregator.buffers(),
+            *self.crpe.parameters(),
+        ]
+        key = tuple((t.data_ptr(), t._version, t.dtype) for t in sources)
+        cached = self._fused_cache
+        if cached is not None and cached[0] == key and not torch.is_grad_enabled():
+            return cached[1]
+        order = self.fused_qkv_order
+        qkv_bias = self.qkv.bias[order] if self.qkv.bias is not None else None
+        params = (
+            self.qkv.weight[order],
+            qkv_bias,
+            *self.aggregator.fused_weights(),
+            *self.crpe.fused_weights(),
+        )
+        self._fused_cache = (key, params) if not torch.is_grad_enabled() else None
+        return params
+
     def forward_fused(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """Eval-only path with BN folded and branches fused (same result as the reference)."""
+        """Eval-only path with BN folded and branches fused (same result as the reference).
+
+        Works channel-major, (B, channels, N), from the qkv projection to the output projection:
+        the q/k/v branches are one depthwise conv + one batched matmul over 15 groups of c
+        channels, attention runs on (B, h, d, N) without head transposes, and the softmax runs
+        along the contiguous token axis.
+        """
         batch, num_tokens, dim = x.shape
         seg, heads, head_dim = self.seg_dim, self.num_heads, self.head_dim
-        order = self.fused_qkv_order
-        bias = self.qkv.bias[order] if self.qkv.bias is not None else None
-        qkv = F.linear(x, self.qkv.weight[order], bias)  # (B, N, 3C): [q0-3 k0-3 v0-3 q4 k4 v4]
-        depthwise, pointwise, pw_bias = self.aggregator.fused_weights()
-        image = tokens_to_image(qkv, *size)
-        image = F.conv2d(image, depthwise, padding=FUSED_KERNEL // 2, groups=3 * dim)
-        image = F.conv2d(image, pointwise, pw_bias, groups=3 * NUM_SEGMENTS)
-        tokens = image_to_tokens(image)  # (B, N, 3C)
-        q, k, v = (F.hardswish(t) for t in tokens[..., : 12 * seg].split(4 * seg, dim=-1))
-        local = tokens[..., 12 * seg : 13 * seg] + tokens[..., 13 * seg : 14 * seg]
-        local = local + tokens[..., 14 * seg :]
-        agg0 = self.aggregator.agg0
-        local = F.hardswish(agg0.norm(local))
-        # Factorized attention per head, on (B, N, h, d) views (no head transposes).
-        k = k.softmax(dim=1)
-        context = torch.einsum(
-            "bnhd,bnhe->bhde",
-            k.view(batch, num_tokens, heads, head_dim),
-            v.view(batch, num_tokens, heads, head_dim),
+        groups = 3 * NUM_SEGMENTS
+        qkv_w, qkv_b, depthwise, pointwise, pw_bias, crpe_w, crpe_b = self._fused_params()
+        # (B, 3C, N), channels ordered [q0-3 k0-3 v0-3 q4 k4 v4]
+        qkv = torch.matmul(qkv_w, x.transpose(1, 2))
+        if qkv_b is not None:
+            qkv = qkv.add_(qkv_b[:, None])
+        image = F.conv2d(
+            qkv.view(batch, 3 * dim, *size), depthwise, padding=FUSED_KERNEL // 2, groups=3 * dim
         )
-        attended = torch.einsum(
-            "bnhd,bhde->bnhe", q.view(batch, num_tokens, heads, head_dim), context * self.scale
+        mixed = torch.matmul(pointwise.view(groups, seg, seg), image.view(batch, groups, seg, -1))
+        mixed = mixed.add_(pw_bias.view(groups, seg, 1))  # (B, 15, c, N)
+        branches = F.hardswish(mixed[:, :12])  # (B, 12, c, N)
+        q, k, v = (
+            branches[:, i : i + 4].reshape(batch, heads, head_dim, num_tokens) for i in (0, 4, 8)
         )
-        crpe_weight, crpe_bias = self.crpe.fused_weights()
+        local = (mixed[:, 12] + mixed[:, 13] + mixed[:, 14]).transpose(1, 2)  # (B, N, c)
+        local = F.hardswish(self.aggregator.agg0.norm(local))
+        context = torch.matmul(k.softmax(dim=-1), v.transpose(-1, -2))  # (B, h, d, d)
+        attended = torch.matmul(context.transpose(-1, -2) * self.scale, q)  # (B, h, d, N)
         rel = F.conv2d(
-            tokens_to_image(v, *size),
-            crpe_weight,
-            crpe_bias,
+            v.reshape(batch, 4 * seg, *size),
+            crpe_w,
+            crpe_b,
             padding=FUSED_KERNEL // 2,
             groups=4 * seg,
         )
-        out = torch.addcmul(attended.reshape(batch, num_tokens, 4 * seg), q, image_to_tokens(rel))
-        return self.proj(torch.cat([out, local], dim=-1))
+        out = torch.addcmul(attended, q, rel.view_as(q)).view(batch, 4 * seg, num_tokens)
+        return self.proj(torch.cat([out.transpose(1, 2), local], dim=-1))
 
 
 class GMABlock(nn.Module):
