@@ -46,3 +46,10 @@ def test_total_is_sum_of_terms_and_complete_is_optional():
     plain = DyTLoss(rate=0.25)(student, targets, masks)
     assert plain.kl == 0 and plain.complete_ce == 0
     torch.testing.assert_close(plain.total, plain.ce + plain.rate)
+
+
+def test_per_sample_rate_option_differs_from_global():
+    masks = torch.zeros(2, 1, 4, 1)
+    masks[0] = 1.0  # sample rates 1 and 0: global mean 0.5
+    assert rate_loss(masks, rate=0.5) == 0
+    assert torch.isclose(rate_loss(masks, rate=0.5, per_sample=True), torch.tensor(2.0 * 0.25))

@@ -189,3 +189,15 @@ def test_convert_with_new_head_initialises_it(tiny_vit):
     assert model.head.out_features == 7
     assert torch.all(model.head.bias == 0) and model.head.weight.std() < 0.02
     assert model.head.weight.requires_grad
+
+
+def test_forward_intermediates_follow_timm_contract(tiny_dyt):
+    model = tiny_dyt().eval()
+    x = torch.randn(2, 3, 32, 32)
+    maps = model.forward_intermediates(x, indices=2, intermediates_only=True)
+    assert [tuple(m.shape) for m in maps] == [(2, 32, 4, 4), (2, 32, 4, 4)]
+    final, tokens = model.forward_intermediates(x, indices=[1], output_fmt="NLC", norm=True)
+    assert final.shape == (2, 17, 32) and tokens[0].shape == (2, 17, 32)
+    torch.testing.assert_close(tokens[0], final)
+    with pytest.raises(ValueError, match="output_fmt"):
+        model.forward_intermediates(x, output_fmt="NHWC")

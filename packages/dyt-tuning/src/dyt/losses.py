@@ -11,11 +11,17 @@ from torch import nn
 __all__ = ["DyTLoss", "rate_loss", "distillation_kl"]
 
 
-def rate_loss(token_select: torch.Tensor, rate: float, alpha: float = 2.0) -> torch.Tensor:
+def rate_loss(
+    token_select: torch.Tensor, rate: float, alpha: float = 2.0, per_sample: bool = False
+) -> torch.Tensor:
     """``alpha * (mean(M) - r)^2`` with one batch-global mean over samples, layers and patch tokens.
 
     token_select: (B, L, N, 1) straight-through masks (prefix tokens excluded).
+    ``per_sample=True`` (an option, not the paper's): each image's own rate is pulled to r and
+    the squared gaps are averaged.
     """
+    if per_sample:
+        return alpha * ((token_select.float().flatten(1).mean(1) - rate) ** 2).mean()
     return alpha * (token_select.float().mean() - rate) ** 2
 
 
@@ -50,11 +56,18 @@ class DyTLoss(nn.Module):
     ``complete_logits=None`` to train without the complete model (the paper's ablation).
     """
 
-    def __init__(self, rate: float, alpha: float = 2.0, label_smoothing: float = 0.0) -> None:
+    def __init__(
+        self,
+        rate: float,
+        alpha: float = 2.0,
+        label_smoothing: float = 0.0,
+        per_sample_rate: bool = False,
+    ) -> None:
         super().__init__()
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"rate must lie in [0, 1], got {rate}")
         self.rate, self.alpha, self.label_smoothing = rate, alpha, label_smoothing
+        self.per_sample_rate = per_sample_rate
 
     def forward(
         self,
@@ -73,7 +86,7 @@ class DyTLoss(nn.Module):
             kl = distillation_kl(logits, complete_logits)
         else:
             complete_ce = kl = zero
-        rate = rate_loss(token_select, self.rate, self.alpha)
+        rate = rate_loss(token_select, self.rate, self.alpha, self.per_sample_rate)
         return DyTLossOutput(
             total=ce + complete_ce + kl + rate,
             ce=ce,

@@ -300,6 +300,44 @@ class DyTVisionTransformer(VisionTransformer):
         """timm's contract: normed tokens (B, T, C) of the dispatched model."""
         return self.forward_dyt_features(x)[0]
 
+    def forward_intermediates(  # type: ignore[override]
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+        complete: bool = False,
+        sparse: bool | None = None,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """timm's dense-task contract on the dispatched model.
+
+        Block outputs at ``indices`` (last n blocks for an int), as (B, C, H, W) patch maps
+        ("NCHW") or (B, T, C) tokens ("NLC"); optionally also the final normed tokens.
+        """
+        from timm.models._features import feature_take_indices
+
+        if output_fmt not in ("NCHW", "NLC"):
+            raise ValueError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
+        take, _ = feature_take_indices(len(self.blocks), indices)
+        tokens, _, outputs = self.forward_dyt_features(
+            x, complete=complete, sparse=sparse, return_indices=tuple(take)
+        )
+        if norm:
+            outputs = [self.norm(o) for o in outputs]
+        if output_fmt == "NCHW":
+            height, width = (
+                x.shape[-2] // self.patch_embed.patch_size[0],
+                x.shape[-1] // self.patch_embed.patch_size[1],
+            )
+            outputs = [
+                o[:, self.num_prefix_tokens :]
+                .transpose(1, 2)
+                .reshape(o.shape[0], -1, height, width)
+                for o in outputs
+            ]
+        return outputs if intermediates_only else (tokens, outputs)
+
     def set_sparse_inference(self, enabled: bool) -> None:
         """Choose the eval path: packed gather/scatter (True) or dense masked MLP (False)."""
         self.dyt_config = replace(self.dyt_config, sparse_inference=enabled)
