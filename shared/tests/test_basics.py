@@ -106,3 +106,10 @@ def test_run_dir_metrics_and_plot(tmp_path):
 def test_network_is_blocked_in_tests():
     with pytest.raises(RuntimeError, match="network"):
         socket.create_connection(("203.0.113.1", 80), timeout=1)
+
+
+def test_cpu_fused_attention_is_counted():
+    q = torch.randn(2, 4, 16, 8)
+    flops = count_flops(torch.nn.functional.scaled_dot_product_attention, q, q, q)
+    # QK^T and (attn)V: 2 * B*H*L*L*d multiply-adds
+    assert flops.total == 2 * 2 * 4 * 16 * 16 * 8

@@ -102,3 +102,10 @@ def test_container_without_tensors(tmp_path):
     torch.save({"epoch": 1, "args": {"lr": 0.1}}, tmp_path / "meta.pth")
     with pytest.raises(CheckpointError, match="no tensors"):
         read_state_dict(tmp_path / "meta.pth")
+
+
+def test_garbage_pickle_is_not_called_code(tmp_path):
+    (tmp_path / "g.pth").write_bytes(b"\x80\x04garbage that is no pickle")
+    with pytest.raises(CheckpointError) as info:
+        read_state_dict(tmp_path / "g.pth")
+    assert "need code" not in str(info.value)

@@ -96,6 +96,10 @@ def _read_raw(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        if "unsupported global" not in str(err).lower():  # torch names the class it refused
+            raise CheckpointError(
+                f"{path} is not a torch checkpoint (.pth/.pt/.bin): {err}"
+            ) from err
         raise CheckpointError(
             f"{path} holds Python objects that need code to load (refused: weights_only=True). "
             f"Re-save it as a plain state dict or safetensors. Detail: {str(err).splitlines()[0]}"

@@ -40,6 +40,21 @@ class FlopCount:
         return self.total / 1e9
 
 
+def _cpu_flash_attention_flops(
+    query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs
+) -> int:
+    """torch's counter knows the CUDA attention kernels but not the CPU one; same formula."""
+    batch, heads, q_len, head_dim = query_shape
+    kv_len, value_dim = key_shape[2], value_shape[3]
+    return 2 * batch * heads * q_len * kv_len * (head_dim + value_dim)
+
+
+def _extra_flop_formulas() -> dict:
+    # FlopCounterMode looks formulas up by overload packet and wraps them to receive shapes
+    packet = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    return {packet: _cpu_flash_attention_flops} if packet is not None else {}
+
+
 def count_parameters(model: nn.Module) -> ParamCount:
     """Count parameters once each (shared tensors are not double counted); works on meta models."""
     seen: set[int] = set()
@@ -61,10 +76,11 @@ def count_flops(
 ) -> FlopCount:
     """Run ``fn(*args, **kwargs)`` under ``FlopCounterMode`` with no grad and count multiply-adds.
 
-    Only operators torch's counter knows (matmuls, convolutions, attention kernels) are counted,
-    as in fvcore: element-wise ops, norms and activations count zero.
+    Only operators torch's counter knows (matmuls, convolutions, attention kernels, including the
+    CPU fused attention kernel) are counted, as in fvcore: element-wise ops, norms and
+    activations count zero.
     """
-    counter = FlopCounterMode(display=False, depth=None)
+    counter = FlopCounterMode(display=False, depth=None, custom_mapping=_extra_flop_formulas())
     with torch.no_grad(), counter:
         fn(*args, **kwargs)
     by_operator = {
