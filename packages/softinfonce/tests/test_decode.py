@@ -108,3 +108,20 @@ def test_missing_file_and_unknown_backend() -> None:
         resolve_video_backend("opencv")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="at least one"):
         read_frames("/nonexistent/clip.mp4", [])
+
+
+def test_pyav_seek_matches_sequential_decoding(tmp_path) -> None:
+    from softinfonce.data.synthetic import SyntheticClip, SyntheticSpec, render_clip, write_clip
+
+    spec = SyntheticSpec(num_classes=2, duration=6.0, fps=25, size=32, sample_rate=8000)
+    frames, _ = render_clip(spec, SyntheticClip(0, 1, 1.0, 0.5, 1.0))
+    path = write_clip(tmp_path / "long.mp4", frames, None, spec.fps, spec.sample_rate)
+    late = [100, 101, 113, 149]  # 4 s in: the PyAV path seeks
+    seeked = read_frames(path, late, backend="pyav").float()
+    error = (seeked - torch.from_numpy(frames[late]).float()).abs().mean(dim=(1, 2, 3))
+    wrong = (
+        (seeked - torch.from_numpy(frames[[i - 3 for i in late]]).float()).abs().mean(dim=(1, 2, 3))
+    )
+    assert (error < 12).all() and (error < wrong).all()
+    if "decord" in BACKENDS:
+        assert (read_frames(path, late, backend="decord").float() - seeked).abs().mean() < 3

@@ -211,19 +211,33 @@ def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return video.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
+PYAV_SEEK_SECONDS = 2.0  # seek (then decode forward) when the first wanted frame is this late
+
+
 def _read_pyav(info: VideoInfo, indices: list[int], size: tuple[int, int] | None) -> np.ndarray:
+    """PyAV: seek to the keyframe before the first wanted frame, decode forward, convert only the
+    wanted frames. Frame positions come from timestamps (from the decode order without them)."""
     import av
 
     wanted = set(indices)
-    last = max(wanted)
+    first, last = min(wanted), max(wanted)
     found: dict[int, np.ndarray] = {}
     height, width = size if size is not None else (info.height, info.width)
     with _open_av(info.path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        time_base = float(stream.time_base) if stream.time_base else None
+        origin = stream.start_time or 0
+        use_pts = time_base is not None and first / info.fps >= PYAV_SEEK_SECONDS
+        if use_pts:
+            container.seek(int(origin + first / info.fps / time_base), stream=stream, backward=True)
         try:
-            for position, frame in enumerate(container.decode(stream)):
-                if position in wanted:
+            for count, frame in enumerate(container.decode(stream)):
+                if use_pts and frame.pts is not None:
+                    position = int(round((frame.pts - origin) * time_base * info.fps))
+                else:
+                    position = count
+                if position in wanted and position not in found:
                     found[position] = frame.to_ndarray(format="rgb24", width=width, height=height)
                 if position >= last:
                     break
