@@ -5,9 +5,10 @@ transcription of the released forward (q/k/v as a 3B batch, one call per aggrega
 Variants measured, interleaved round-robin so that machine load hits all alike (median of rounds):
 
   reference            release op order, NCHW input
-  fused                BN folded, 4 aggregator branches + local branch of q/k/v as one depthwise
-                       7x7 + one grouped 1x1 conv on the channels-last qkv view, 3 CRPE convs as one,
-                       heads kept in (B, N, h, d) layout (no head transposes)
+  fused                BN folded (weights cached), channel-major (B, channels, N) from qkv to
+                       proj: the 4 aggregator branches + local branch of q/k/v as one depthwise
+                       7x7 conv + one batched matmul over 15 groups, 3 CRPE convs as one, attention
+                       on (B, h, d, N) with the softmax along the contiguous token axis
   fused+channels_last  as fused, input (and so the stem/patch-embed convs) in channels-last
   fused+compile        optional (--compile): torch.compile of the fused model
 
