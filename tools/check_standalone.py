@@ -20,8 +20,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from matrix import ROOT, members  # noqa: E402
@@ -44,36 +45,86 @@ def check(member: dict, work: Path, pytest_args: list[str]) -> bool:
     name, path = member["name"], ROOT / member["path"]
     dist = work / "dist"
     shutil.rmtree(dist, ignore_errors=True)
-    run(["uv", "build", "--package", "papers-shared", "--wheel", "--out-dir", str(dist), "--no-sources"], cwd=ROOT)
+    run(
+        [
+            "uv",
+            "build",
+            "--package",
+            "papers-shared",
+            "--wheel",
+            "--out-dir",
+            str(dist),
+            "--no-sources",
+        ],
+        cwd=ROOT,
+    )
     if name != "papers-shared":
-        run(["uv", "build", "--package", name, "--wheel", "--out-dir", str(dist), "--no-sources"], cwd=ROOT)
+        run(
+            ["uv", "build", "--package", name, "--wheel", "--out-dir", str(dist), "--no-sources"],
+            cwd=ROOT,
+        )
     venv = work / f"venv-{name}"
     shutil.rmtree(venv, ignore_errors=True)
     run(["uv", "venv", "--quiet", "--python", sys.executable, str(venv)])
     python = venv / "bin" / "python"
     constraints = work / "constraints.txt"
-    pins = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"]["constraint-dependencies"]
+    pins = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["uv"][
+        "constraint-dependencies"
+    ]
     constraints.write_text("\n".join(pins) + "\n")
-    run(["uv", "pip", "install", "--quiet", "--python", str(python), "--find-links", str(dist),
-         "--constraint", str(constraints), name, "pytest"])
+    run(
+        [
+            "uv",
+            "pip",
+            "install",
+            "--quiet",
+            "--python",
+            str(python),
+            "--find-links",
+            str(dist),
+            "--constraint",
+            str(constraints),
+            name,
+            "pytest",
+        ]
+    )
     tests = work / f"tests-{name}"
     shutil.rmtree(tests, ignore_errors=True)
     shutil.copytree(path / "tests", tests / "tests")
     (tests / "pytest.ini").write_text(PYTEST_INI)
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
-    run([str(python), "-c", f"import {member['import']}; print({member['import']}.__name__, 'imports')"], cwd=tests,
-        env=env)
-    result = subprocess.run([str(python), "-m", "pytest", "tests", "-q", "-m", "not slow", *pytest_args],
-                            cwd=tests, env=env, check=False)
-    return result.returncode in (0, 5) if not any((path / "tests").glob("test_*.py")) else result.returncode == 0
+    run(
+        [
+            str(python),
+            "-c",
+            f"import {member['import']}; print({member['import']}.__name__, 'imports')",
+        ],
+        cwd=tests,
+        env=env,
+    )
+    result = subprocess.run(
+        [str(python), "-m", "pytest", "tests", "-q", "-m", "not slow", *pytest_args],
+        cwd=tests,
+        env=env,
+        check=False,
+    )
+    return (
+        result.returncode in (0, 5)
+        if not any((path / "tests").glob("test_*.py"))
+        else result.returncode == 0
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("packages", nargs="*", help="dist names (papers-shared, ridg, ...)")
     parser.add_argument("--all", action="store_true", help="every workspace member")
     parser.add_argument("--keep", type=Path, help="work folder to keep (default: a temporary one)")
-    parser.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: extra pytest arguments")
+    parser.add_argument(
+        "pytest_args", nargs=argparse.REMAINDER, help="after --: extra pytest arguments"
+    )
     args = parser.parse_args(argv)
     known = {m["name"]: m for m in members()}
     names = list(known) if args.all else args.packages

@@ -14,8 +14,9 @@ import argparse
 import json
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 GLOBAL_PATHS = ("shared/", "pyproject.toml", "uv.lock", "tools/", ".github/", ".ci/")
@@ -32,26 +33,39 @@ def members() -> list[dict]:
                 continue
             project = tomllib.loads(pyproject.read_text())["project"]
             wheel = tomllib.loads(pyproject.read_text()).get("tool", {}).get("hatch", {})
-            packages = wheel.get("build", {}).get("targets", {}).get("wheel", {}).get("packages", [])
+            packages = (
+                wheel.get("build", {}).get("targets", {}).get("wheel", {}).get("packages", [])
+            )
             import_name = Path(packages[0]).name if packages else project["name"].replace("-", "_")
-            found.append({
-                "name": project["name"],
-                "path": str(folder.relative_to(ROOT)),
-                "import": import_name,
-                "extras": sorted(project.get("optional-dependencies", {})),
-            })
+            found.append(
+                {
+                    "name": project["name"],
+                    "path": str(folder.relative_to(ROOT)),
+                    "import": import_name,
+                    "extras": sorted(project.get("optional-dependencies", {})),
+                }
+            )
     return found
 
 
 def changed_files(ref: str) -> list[str]:
-    out = subprocess.run(["git", "diff", "--name-only", ref, "HEAD"], cwd=ROOT, capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        ["git", "diff", "--name-only", ref, "HEAD"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return [line for line in out.stdout.splitlines() if line]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--changed-since", metavar="REF", help="only members touched since this git ref")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--changed-since", metavar="REF", help="only members touched since this git ref"
+    )
     parser.add_argument("--names", action="store_true", help="print dist names, one per line")
     args = parser.parse_args(argv)
     selected = members()

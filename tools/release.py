@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from matrix import ROOT, members  # noqa: E402
@@ -44,7 +45,9 @@ def changelog_section(m: dict, version: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("check").add_argument("package")
     sub.add_parser("notes").add_argument("package")
@@ -56,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"tag {args.tag!r} is not of the form <dist-name>-v<version>")
         m = member(match["name"])
         if version_of(m) != match["version"]:
-            raise SystemExit(f"tag says {match['version']} but {m['path']}/pyproject.toml says {version_of(m)}")
+            raise SystemExit(
+                f"tag says {match['version']} but {m['path']}/pyproject.toml says {version_of(m)}"
+            )
         changelog_section(m, match["version"])
         print(f"name={m['name']}\npath={m['path']}\nversion={match['version']}")
         return 0
