@@ -7,12 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from causeb.plugin import METHOD
-from papers_shared.cli_utils import (
-    add_demo_command,
-    add_info_command,
-    add_verbosity_flags,
-    parse_and_run,
-)
+from papers_shared.cli_utils import build_package_parser, parse_and_run
 from papers_shared.dg.cli import add_dg_commands
 
 __all__ = ["build_parser", "main"]
@@ -34,17 +29,12 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="causeb",
-        description="CausEB (IJCV 2024): causal early-branching network with random domain "
-        "sampling, on a DomainBed-compatible harness.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  causeb info\n  causeb demo --quick",
+    parser, sub = build_package_parser(
+        METHOD,
+        "CausEB (IJCV 2024): causal early-branching network with random domain sampling, "
+        "on a DomainBed-compatible harness.",
+        ["causeb info", "causeb demo --quick"],
     )
-    add_verbosity_flags(parser)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    add_info_command(sub, METHOD)
-    add_demo_command(sub, METHOD)
     add_dg_commands(sub, "causeb", "CauseEB")
     p = sub.add_parser(
         "export",

@@ -6,12 +6,7 @@ import argparse
 import json
 from collections.abc import Sequence
 
-from papers_shared.cli_utils import (
-    add_demo_command,
-    add_info_command,
-    add_verbosity_flags,
-    parse_and_run,
-)
+from papers_shared.cli_utils import build_package_parser, parse_and_run
 from papers_shared.dg import DATASETS
 from papers_shared.dg.cli import add_dg_commands
 from ridg.evaluate import evaluate_checkpoint
@@ -34,17 +29,14 @@ def _eval(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(
-        prog="ridg",
-        description="RIDG: domain generalization via rationale invariance (DomainBed-compatible).",
-        formatter_class=fmt,
-        epilog="examples:\n  ridg demo --quick\n"
-        "  ridg train --dataset RotatedDigits --test_envs 0 --steps 200 --output_dir out",
+    parser, sub = build_package_parser(
+        METHOD,
+        "RIDG: domain generalization via rationale invariance (DomainBed-compatible).",
+        [
+            "ridg demo --quick",
+            "ridg train --dataset RotatedDigits --test_envs 0 --steps 200 --output_dir out",
+        ],
     )
-    add_verbosity_flags(parser)
-    sub = parser.add_subparsers(dest="subcommand", metavar="{info,demo,train,eval,sweep,collect}")
-    add_info_command(sub, METHOD)
-    add_demo_command(sub, METHOD)
     add_dg_commands(sub, "ridg", "RIDG")
     p = sub.add_parser(
         "eval",
