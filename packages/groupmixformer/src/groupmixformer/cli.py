@@ -8,12 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from groupmixformer.plugin import METHOD
-from papers_shared.cli_utils import (
-    add_demo_command,
-    add_info_command,
-    add_verbosity_flags,
-    parse_and_run,
-)
+from papers_shared.cli_utils import build_package_parser, parse_and_run
 
 __all__ = ["build_parser", "main"]
 
@@ -80,16 +75,11 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="groupmixformer",
-        description="GroupMixFormer (Group-Mix Attention): model info, demo, training, evaluation.",
-        epilog=_examples("groupmixformer info", "groupmixformer demo --quick"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser, sub = build_package_parser(
+        METHOD,
+        "GroupMixFormer (Group-Mix Attention): model info, demo, training, evaluation.",
+        ["groupmixformer info", "groupmixformer demo --quick"],
     )
-    add_verbosity_flags(parser)
-    sub = parser.add_subparsers(dest="command")
-    add_info_command(sub, METHOD)
-    add_demo_command(sub, METHOD)
 
     train = sub.add_parser(
         "train",

@@ -10,12 +10,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from papers_shared.cli_utils import (
-    add_demo_command,
-    add_info_command,
-    add_verbosity_flags,
-    parse_and_run,
-)
+from papers_shared.cli_utils import add_verbosity_flags, build_package_parser, parse_and_run
 from softinfonce.plugin import METHOD
 
 __all__ = ["build_parser", "main"]
@@ -277,19 +272,11 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="softinfonce",
-        description="Speed co-augmentation + SoftInfoNCE audio-visual pre-training.",
-        epilog=_examples("softinfonce info", "softinfonce demo --quick"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser, subparsers = build_package_parser(
+        METHOD,
+        "Speed co-augmentation + SoftInfoNCE audio-visual pre-training.",
+        ["softinfonce info", "softinfonce demo --quick"],
     )
-    add_verbosity_flags(parser)
-    subparsers = parser.add_subparsers(metavar="command")
-    add_info_command(subparsers, METHOD)
-    info = subparsers.choices["info"]  # papers_shared's info parser has no examples of its own
-    info.epilog = _examples("softinfonce info", "softinfonce info --json")
-    info.formatter_class = argparse.RawDescriptionHelpFormatter
-    add_demo_command(subparsers, METHOD)
 
     gen = _sub(
         subparsers,
