@@ -8,12 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dyt.plugin import METHOD
-from papers_shared.cli_utils import (
-    add_demo_command,
-    add_info_command,
-    add_verbosity_flags,
-    parse_and_run,
-)
+from papers_shared.cli_utils import build_package_parser, parse_and_run
 
 __all__ = ["build_parser", "main"]
 
@@ -117,16 +112,11 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="dyt-tuning",
-        description="DyT: dynamic tuning of timm ViTs (token dispatcher + adapters).",
-        epilog=_examples("dyt-tuning info", "dyt-tuning demo --quick"),
-        formatter_class=_FORMAT,
+    parser, sub = build_package_parser(
+        METHOD,
+        "DyT: dynamic tuning of timm ViTs (token dispatcher + adapters).",
+        ["dyt-tuning info", "dyt-tuning demo --quick"],
     )
-    add_verbosity_flags(parser)
-    sub = parser.add_subparsers(dest="command")
-    add_info_command(sub, METHOD)
-    add_demo_command(sub, METHOD)
 
     train = sub.add_parser(
         "train", help="train DyT on a VTAB-1K task folder (works under torchrun)",
