@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from softinfonce.models.avid import AVModel
 
 from papers_shared.checkpoint import KeyReport, load_state_dict_checked, read_state_dict
+from softinfonce.models.avid import AVModel
 
 __all__ = ["AVID_PREFIXES", "avid_filter_fn", "load_avid_checkpoint", "to_avid_checkpoint"]
 

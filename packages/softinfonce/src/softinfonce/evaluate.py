@@ -9,12 +9,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from softinfonce.data.datasets import SpeedCoAugDataset, collate_views
-from softinfonce.models.avid import AVModel
 from torch.utils.data import DataLoader
 
 from papers_shared.progress import progress_bar
 from papers_shared.sharding import take_shard
+from softinfonce.data.datasets import SpeedCoAugDataset, collate_views
+from softinfonce.models.avid import AVModel
 
 __all__ = [
     "extract_embeddings",

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import torch
+
+from papers_shared.counting import count_flops, count_parameters
+from papers_shared.methods import Table
 from softinfonce.models.avid import (
     ProjectionHead,
     audio_conv2d_10,
     create_av_model,
     r2plus1d_18_avid,
 )
-
-from papers_shared.counting import count_flops, count_parameters
-from papers_shared.methods import Table
 
 __all__ = ["info_tables"]
 

@@ -17,17 +17,6 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from softinfonce.augment import CoAugConfig
-from softinfonce.data.datasets import (
-    ClipRecord,
-    SpeedBatchSampler,
-    SpeedCoAugDataset,
-    collate_views,
-)
-from softinfonce.decode import VideoBackend
-from softinfonce.losses import SoftInfoNCELoss, WeightMode
-from softinfonce.models.avid import AVModel, ProjectionHead, create_av_model
-from softinfonce.models.tiny import MLPEncoder
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from papers_shared.checkpoint import save_safetensors
@@ -41,6 +30,17 @@ from papers_shared.distributed import (
 )
 from papers_shared.progress import progress_bar
 from papers_shared.seeding import seed_everything
+from softinfonce.augment import CoAugConfig
+from softinfonce.data.datasets import (
+    ClipRecord,
+    SpeedBatchSampler,
+    SpeedCoAugDataset,
+    collate_views,
+)
+from softinfonce.decode import VideoBackend
+from softinfonce.losses import SoftInfoNCELoss, WeightMode
+from softinfonce.models.avid import AVModel, ProjectionHead, create_av_model
+from softinfonce.models.tiny import MLPEncoder
 
 __all__ = [
     "ModelConfig",
