@@ -8,17 +8,17 @@ Each attention module has two numerically equivalent forward paths:
 
 * the reference path, op for op as released: q/k/v stacked as one batch of 3B images, one module
   call per branch. Training always uses it (its BatchNorms must see q, k and v together).
-* the fused eval path (default in eval mode): BatchNorms folded into the convs, the four
-  aggregator branches and the local branch of q, k and v run as one depthwise 7x7 conv and one
-  grouped 1x1 conv on the channels-last view of the qkv output, and the three CRPE convs as one.
-  Zero-padded kernels add multiplications by zero, so FLOPs are counted on the reference path.
+* the fused eval path (default in eval mode): BatchNorms folded into the pointwise convs, the
+  qkv output channels sorted by branch so that each depthwise conv runs once over the q, k and v
+  channels of its branch in the channels-last (token-major) layout, the 1x1 convs as plain matrix
+  products, and the attention products channel-major with the softmax along the token axis.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +46,6 @@ logger = logging.getLogger(__name__)
 
 NUM_SEGMENTS = 5  # q/k/v channels split into 5 segments: 4 aggregator branches + 1 local branch
 CRPE_WINDOWS = ((3, 2), (5, 3), (7, 3))  # (kernel, heads) of the conv relative position encoding
-FUSED_KERNEL = 7  # every depthwise kernel of the fused path is zero-padded to 7x7
 
 
 def tokens_to_image(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -63,10 +62,17 @@ def image_to_tokens(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).reshape(batch, height * width, channels)
 
 
-def _pad_kernel(weight: torch.Tensor, size: int = FUSED_KERNEL) -> torch.Tensor:
-    """Zero-pad a (C, 1, k, k) depthwise kernel to (C, 1, size, size), centred."""
-    pad = (size - weight.shape[-1]) // 2
-    return F.pad(weight, (pad, pad, pad, pad))
+def _depthwise_channels_last(x: torch.Tensor, conv: nn.Conv2d | torch.Tensor) -> torch.Tensor:
+    """Depthwise conv (padding k//2) of a (B, C, H, W) image in the channels-last layout.
+
+    oneDNN's channels-last depthwise kernels are several times faster on CPU than its NCHW ones
+    for 3x3 and 5x5, and a strided channel slice takes a slow path: copy it first.
+    ``conv`` is a Conv2d module or a bias-free (C, 1, k, k) weight. Returns a channels-last image.
+    """
+    x = x.contiguous(memory_format=torch.channels_last)
+    if isinstance(conv, nn.Conv2d):
+        return conv(x)
+    return F.conv2d(x, conv, padding=conv.shape[-1] // 2, groups=conv.shape[0])
 
 
 def _fold_batchnorm(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,6 +199,24 @@ class LocalBranch(nn.Module):
         return self.act(self.norm(image_to_tokens(self.conv(x))))
 
 
+class FusedAggregatorWeights(NamedTuple):
+    """Aggregator weights for the fused eval path; c = channels per segment.
+
+    identity_scale, identity_shift: (c,) ``norm0`` of segment 0 as y = scale * x + shift.
+    depthwise: kernels (3c, 1, k, k) for k = 3, 5, 7 over [q_s; k_s; v_s] of segments 1-3.
+    pointwise, pointwise_bias: (c, c) and (c,) per segment 1-3, with ``norm1-3`` folded in.
+    local_depthwise (3c, 1, 3, 3), local_pointwise (c, 3c): ``agg0``'s separable conv.
+    """
+
+    identity_scale: torch.Tensor
+    identity_shift: torch.Tensor
+    depthwise: tuple[torch.Tensor, ...]
+    pointwise: tuple[torch.Tensor, ...]
+    pointwise_bias: tuple[torch.Tensor, ...]
+    local_depthwise: torch.Tensor
+    local_pointwise: torch.Tensor
+
+
 class Aggregator(nn.Module):
     """Group aggregators shared by q, k and v (identity / SepConv 3, 5, 7, each + BN + Hardswish)
     on segments 0-3, and the local branch ``agg0`` on segment 4."""
@@ -235,36 +259,26 @@ class Aggregator(nn.Module):
         )
         return mixed, local
 
-    def fused_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Eval-mode weights acting on 15 groups of c channels [q0-3, k0-3, v0-3, q4, k4, v4].
+    def fused_weights(self) -> FusedAggregatorWeights:
+        """Eval-mode weights with the BNs folded into the pointwise convs (see the NamedTuple).
 
-        Returns a depthwise kernel (15c, 1, 7, 7), and a grouped 1x1 weight (15c, c, 1, 1) with bias
-        (15c,) that folds the BNs. The last three groups give agg0's pointwise conv split by its
-        input thirds, so summing them gives agg0's pre-norm output.
+        The depthwise kernels of the aggregator branches are repeated three times, for the q, k
+        and v channels of their segment; the local branch's kernel already covers [q4; k4; v4].
         """
-        seg = self.seg_dim
-        identity = torch.zeros_like(self.agg3.conv1.weight)
-        identity[:, :, FUSED_KERNEL // 2, FUSED_KERNEL // 2] = 1.0
-        branch_dw = torch.cat(
-            [
-                identity,
-                _pad_kernel(self.agg1.conv1.weight),
-                _pad_kernel(self.agg2.conv1.weight),
-                self.agg3.conv1.weight,
-            ]
-        )
-        depthwise = torch.cat([branch_dw] * 3 + [_pad_kernel(self.agg0.conv.conv1.weight)])
         folded = [_fold_batchnorm(bn) for bn in (self.norm0, self.norm1, self.norm2, self.norm3)]
-        pointwise_weights = [torch.diag(folded[0][0])]
-        for (scale, _), agg in zip(folded[1:], (self.agg1, self.agg2, self.agg3)):
-            pointwise_weights.append(scale[:, None] * agg.pointwise_conv.weight[:, :, 0, 0])
-        branch_pw = torch.cat(pointwise_weights)  # (4c, c)
-        local_pw = self.agg0.conv.pointwise_conv.weight[:, :, 0, 0]  # (c, 3c)
-        local_pw = torch.cat(local_pw.split(seg, dim=1))  # (3c, c)
-        pointwise = torch.cat([branch_pw] * 3 + [local_pw])[:, :, None, None]
-        shift = torch.cat([s for _, s in folded])
-        bias = torch.cat([shift] * 3 + [shift.new_zeros(3 * seg)])
-        return depthwise, pointwise, bias
+        branches = (self.agg1, self.agg2, self.agg3)
+        return FusedAggregatorWeights(
+            identity_scale=folded[0][0],
+            identity_shift=folded[0][1],
+            depthwise=tuple(agg.conv1.weight.repeat(3, 1, 1, 1) for agg in branches),
+            pointwise=tuple(
+                scale[:, None] * agg.pointwise_conv.weight[:, :, 0, 0]
+                for (scale, _), agg in zip(folded[1:], branches)
+            ),
+            pointwise_bias=tuple(shift for _, shift in folded[1:]),
+            local_depthwise=self.agg0.conv.conv1.weight,
+            local_pointwise=self.agg0.conv.pointwise_conv.weight[:, :, 0, 0],
+        )
 
 
 class ConvRelPosEnc(nn.Module):
@@ -290,10 +304,14 @@ class ConvRelPosEnc(nn.Module):
         convolved = convolved.reshape(batch, heads, head_dim, num_tokens).transpose(2, 3)
         return q * convolved
 
-    def fused_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """One depthwise conv over all 4c channels: kernel (4c, 1, 7, 7), bias (4c,)."""
-        weight = torch.cat([_pad_kernel(conv.weight) for conv in self.conv_list])
-        return weight, torch.cat([conv.bias for conv in self.conv_list])
+
+class FusedAttentionWeights(NamedTuple):
+    """Per segment s, the qkv rows [q_s; k_s; v_s]: weight (3c, C), bias (3c,), with ``norm0``
+    folded into segment 0; and the folded aggregator."""
+
+    qkv_weights: tuple[torch.Tensor, ...]
+    qkv_biases: tuple[torch.Tensor, ...]
+    aggregator: FusedAggregatorWeights
 
 
 class GroupMixAttention(nn.Module):
@@ -312,25 +330,23 @@ class GroupMixAttention(nn.Module):
         self.seg_dim = dim // NUM_SEGMENTS
         self.head_dim = 4 * self.seg_dim // num_heads
         self.use_fused_eval = True
-        self._fused_cache: tuple[tuple, tuple[torch.Tensor, ...]] | None = None
+        self._fused_cache: tuple[tuple, FusedAttentionWeights] | None = None
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.attn_drop = nn.Dropout(0.0)  # exists in the release, never applied
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(0.0)
         self.aggregator = Aggregator(dim)
         self.crpe = ConvRelPosEnc(self.head_dim)
-        seg = self.seg_dim
-        order = [range(p * dim, p * dim + 4 * seg) for p in range(3)]
-        order += [range(p * dim + 4 * seg, (p + 1) * dim) for p in range(3)]
-        self.register_buffer(
-            "fused_qkv_order", torch.tensor([i for r in order for i in r]), persistent=False
-        )
+
+    def uses_fused_path(self) -> bool:
+        """The fused path runs in eval mode with gradients off (it writes into buffers in place)."""
+        return self.use_fused_eval and not self.training and not torch.is_grad_enabled()
 
     def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """x: (B, N, C) -> (B, N, C)."""
-        if self.training or not self.use_fused_eval:
-            return self.forward_reference(x, size)
-        return self.forward_fused(x, size)
+        if self.uses_fused_path():
+            return self.forward_fused(x, size)
+        return self.forward_reference(x, size)
 
     def _attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, size: tuple[int, int]
@@ -351,67 +367,89 @@ class GroupMixAttention(nn.Module):
         out = self._attend(mixed[0], mixed[1], mixed[2], size)
         return self.proj_drop(self.proj(torch.cat([out, local], dim=-1)))
 
-    def _fused_params(self) -> tuple[torch.Tensor, ...]:
-        """Fused eval weights, cached while no parameter or buffer changes (inference only)."""
+    def _fused_params(self) -> FusedAttentionWeights:
+        """Fused weights, cached while no parameter or buffer changes (called with grad off)."""
         sources = [
             *self.qkv.parameters(),
             *self.aggregator.parameters(),
             *self.aggregator.buffers(),
-            *self.crpe.parameters(),
         ]
         key = tuple((t.data_ptr(), t._version, t.dtype) for t in sources)
         cached = self._fused_cache
-        if cached is not None and cached[0] == key and not torch.is_grad_enabled():
+        if cached is not None and cached[0] == key:
             return cached[1]
-        order = self.fused_qkv_order
-        qkv_bias = self.qkv.bias[order] if self.qkv.bias is not None else None
-        params = (
-            self.qkv.weight[order],
-            qkv_bias,
-            *self.aggregator.fused_weights(),
-            *self.crpe.fused_weights(),
-        )
-        self._fused_cache = (key, params) if not torch.is_grad_enabled() else None
+        seg, dim = self.seg_dim, self.dim
+        aggregator = self.aggregator.fused_weights()
+        # rows of segment s: [q_s; k_s; v_s], (3c, C)
+        weights = self.qkv.weight.view(3, NUM_SEGMENTS, seg, dim).transpose(0, 1)
+        weights = list(weights.reshape(NUM_SEGMENTS, 3 * seg, dim))
+        bias = self.qkv.bias
+        if bias is None:
+            bias = weights[0].new_zeros(3 * dim)
+        biases = list(bias.view(3, NUM_SEGMENTS, seg).transpose(0, 1).reshape(NUM_SEGMENTS, -1))
+        scale = aggregator.identity_scale.repeat(3)  # segment 0: fold norm0 into the rows
+        weights[0] = scale[:, None] * weights[0]
+        biases[0] = scale * biases[0] + aggregator.identity_shift.repeat(3)
+        params = FusedAttentionWeights(tuple(weights), tuple(biases), aggregator)
+        self._fused_cache = (key, params)
         return params
 
     def forward_fused(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """Eval-only path with BN folded and branches fused (same result as the reference).
+        """Inference-only path (no autograd): BNs folded, q, k, v batched per branch; the same
+        result as the reference.
 
-        Works channel-major, (B, channels, N), from the qkv projection to the output projection:
-        the q/k/v branches are one depthwise conv + one batched matmul over 15 groups of c
-        channels, attention runs on (B, h, d, N) without head transposes, and the softmax runs
-        along the contiguous token axis.
+        The group aggregators run token-major, (B, N, channels), which is the channels-last
+        layout of the depthwise convs: per segment, one matmul gives its q, k and v channels
+        (norm0 folded in for segment 0), one depthwise conv runs over all three, and one matmul
+        applies the BN-folded pointwise conv. The attention products run channel-major,
+        (B, h, d, N), with the softmax along the contiguous token axis; the CRPE convs run
+        channels-last on v'.
         """
         batch, num_tokens, dim = x.shape
         seg, heads, head_dim = self.seg_dim, self.num_heads, self.head_dim
-        groups = 3 * NUM_SEGMENTS
-        qkv_w, qkv_b, depthwise, pointwise, pw_bias, crpe_w, crpe_b = self._fused_params()
-        # (B, 3C, N), channels ordered [q0-3 k0-3 v0-3 q4 k4 v4]
-        qkv = torch.matmul(qkv_w, x.transpose(1, 2))
-        if qkv_b is not None:
-            qkv = qkv.add_(qkv_b[:, None])
-        image = F.conv2d(
-            qkv.view(batch, 3 * dim, *size), depthwise, padding=FUSED_KERNEL // 2, groups=3 * dim
-        )
-        mixed = torch.matmul(pointwise.view(groups, seg, seg), image.view(batch, groups, seg, -1))
-        mixed = mixed.add_(pw_bias.view(groups, seg, 1))  # (B, 15, c, N)
-        branches = F.hardswish(mixed[:, :12])  # (B, 12, c, N)
-        q, k, v = (
-            branches[:, i : i + 4].reshape(batch, heads, head_dim, num_tokens) for i in (0, 4, 8)
-        )
-        local = (mixed[:, 12] + mixed[:, 13] + mixed[:, 14]).transpose(1, 2)  # (B, N, c)
-        local = F.hardswish(self.aggregator.agg0.norm(local))
+        height, width = size
+        weights = self._fused_params()
+        agg = weights.aggregator
+        # 5 x (B, N, 3c): [q_s | k_s | v_s] of segment s
+        segments = [F.linear(x, w, b) for w, b in zip(weights.qkv_weights, weights.qkv_biases)]
+
+        def image(tokens: torch.Tensor) -> torch.Tensor:  # (B, N, ch) -> channels-last view
+            return tokens.view(batch, height, width, -1).permute(0, 3, 1, 2)
+
+        def tokens(conv_output: torch.Tensor) -> torch.Tensor:  # channels-last image -> (B, N, ch)
+            return conv_output.permute(0, 2, 3, 1).reshape(batch, num_tokens, -1)
+
+        # q', k', v' token-major, (B, N, 3, 4, c) = [q' | k' | v'] per token, each head-major (h, d);
+        # every branch writes its slice of it in place
+        mixed = x.new_empty(batch, num_tokens, 3, 4, seg)
+        mixed[:, :, :, 0] = segments[0].view(batch, num_tokens, 3, seg)
+        rows = mixed.view(-1, 4, seg)  # (3BN, 4, c)
+        for branch, (kernel, pointwise, bias) in enumerate(
+            zip(agg.depthwise, agg.pointwise, agg.pointwise_bias), start=1
+        ):
+            conv = tokens(_depthwise_channels_last(image(segments[branch]), kernel))
+            torch.addmm(bias, conv.reshape(-1, seg), pointwise.t(), out=rows[:, branch])
+        mixed = F.hardswish(mixed, inplace=True).view(batch, num_tokens, 3, 4 * seg)
+        local_conv = tokens(_depthwise_channels_last(image(segments[4]), agg.local_depthwise))
+        local = F.hardswish(self.aggregator.agg0.norm(F.linear(local_conv, agg.local_pointwise)))
+
+        q, k, v = mixed.permute(2, 0, 3, 1).reshape(3, batch, heads, head_dim, num_tokens)
         context = torch.matmul(k.softmax(dim=-1), v.transpose(-1, -2))  # (B, h, d, d)
         attended = torch.matmul(context.transpose(-1, -2) * self.scale, q)  # (B, h, d, N)
-        rel = F.conv2d(
-            v.reshape(batch, 4 * seg, *size),
-            crpe_w,
-            crpe_b,
-            padding=FUSED_KERNEL // 2,
-            groups=4 * seg,
-        )
-        out = torch.addcmul(attended, q, rel.view_as(q)).view(batch, 4 * seg, num_tokens)
-        return self.proj(torch.cat([out.transpose(1, 2), local], dim=-1))
+        attended = attended.view(batch, 4 * seg, num_tokens).transpose(1, 2)  # (B, N, 4c) view
+        # the projection's input [O | L], O = attended + q' * CRPE(v'), filled slice by slice
+        merged = x.new_empty(batch, num_tokens, dim)
+        merged[..., 4 * seg :] = local
+        v_image = mixed[:, :, 2].view(batch, height, width, 4 * seg).permute(0, 3, 1, 2)
+        start = 0
+        for conv, part in zip(self.crpe.conv_list, v_image.split(self.crpe.channel_splits, dim=1)):
+            window = slice(start, start + part.shape[1])
+            rel = tokens(_depthwise_channels_last(part, conv))
+            torch.addcmul(
+                attended[..., window], mixed[:, :, 0, window], rel, out=merged[..., window]
+            )
+            start = window.stop
+        return self.proj(merged)
 
 
 class GMABlock(nn.Module):
@@ -507,6 +545,7 @@ class GroupMixFormer(nn.Module):
         self.backbone_only = backbone_only
         self.num_features = self.head_hidden_size = dims[-1]
         self.grad_checkpointing = False
+        self.use_fused_eval = True
         self.conv_stem = ConvStem(in_chans, dims[0])
         self.patch_embed_layers = nn.ModuleList(
             PatchEmbedLayer(dims[max(i - 1, 0)], dims[i], stride=1 if i == 0 else 2)
@@ -575,7 +614,9 @@ class GroupMixFormer(nn.Module):
             stage.grad_checkpointing = enable
 
     def set_fused_eval(self, enable: bool = True) -> None:
-        """Use the fused attention path in eval mode (default) or the release's op order."""
+        """Use the fused attention path for inference (eval mode, gradients off; the default) or
+        always the release's op order. The fused path also runs the stem channels-last."""
+        self.use_fused_eval = enable
         for module in self.modules():
             if isinstance(module, GroupMixAttention):
                 module.use_fused_eval = enable
@@ -603,6 +644,9 @@ class GroupMixFormer(nn.Module):
     def _stages(self, x: torch.Tensor, stop: int | None = None) -> list[torch.Tensor]:
         """Run the stem and stages 0..stop-1; return each stage's map (B, C_i, H_i, W_i)."""
         self._check_input(x)
+        if self.use_fused_eval and not self.training and not torch.is_grad_enabled():
+            # channels-last from the stem on: oneDNN's depthwise convs are much faster in it
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.conv_stem(x)
         outputs = []
         for i in range(len(self.groupmixformer_backbone) if stop is None else stop):
