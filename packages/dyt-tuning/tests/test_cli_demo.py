@@ -11,6 +11,14 @@ def test_info_prints_table_beside_paper(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     assert "DyT VTAB d=8 r=0.5" in out and "12.54" in out and "0.166" in out
+    assert "n/a" not in out
+    for label, ours in [
+        ("Attn dispatch", "14.50"),
+        ("Attn-MLP", "12.68"),
+        ("Layer dispatch", "12.45"),
+    ]:
+        row = next(line for line in out.splitlines() if line.startswith(f"| {label}"))
+        assert f"| {ours} " in row, row
     assert main(["info", "--json"]) == 0
     tables = json.loads(capsys.readouterr().out)
     assert tables[0]["rows"][1][3] == "17.61"

@@ -201,3 +201,17 @@ def test_forward_intermediates_follow_timm_contract(tiny_dyt):
     torch.testing.assert_close(tokens[0], final)
     with pytest.raises(ValueError, match="output_fmt"):
         model.forward_intermediates(x, output_fmt="NHWC")
+
+
+@pytest.mark.parametrize("dispatch", ["attn", "attn_mlp", "layer"])
+@pytest.mark.parametrize("batch", [1, 5])
+def test_variant_packed_eval_equals_key_masked_dense_eval(dispatch, batch, tiny_dyt):
+    model = tiny_dyt(seed=4, dispatch=dispatch).eval()
+    x = torch.randn(batch, 3, 32, 32)
+    sparse_logits, aux = model(x)  # packed is the eval default
+    dense_logits, dense_aux = model(x, sparse=False)
+    assert torch.equal(aux["token_select"], dense_aux["token_select"])
+    assert 0 < aux["token_select"].mean() < 1
+    if batch > 1:
+        assert len(set(aux["token_select"].sum(dim=(1, 2, 3)).tolist())) > 1
+    assert (sparse_logits - dense_logits).abs().max() < 1e-5

@@ -66,7 +66,7 @@ def test_flops_monotone_in_active_tokens():
 
 
 def test_flops_reject_bad_counts():
-    with pytest.raises(ValueError, match="one count per layer"):
+    with pytest.raises(ValueError, match="one count per dispatcher"):
         dyt_flops(VIT_BASE, 8, [98] * 11)
     with pytest.raises(ValueError, match="must lie"):
         dyt_flops(VIT_BASE, 8, [300] * 12)
@@ -95,3 +95,65 @@ def test_mask_driven_flops_agree_with_shared_counter_on_sparse_path(tiny_dyt, se
     counted = count_flops(model, x).total
     assert breakdown.total == per_image[0].item()
     assert breakdown.total - breakdown.layernorm + breakdown.dispatcher == counted
+
+
+def test_analytic_flops_of_dispatch_variants_hand_computed():
+    """One ViT-B block, no adapter: attention over a = 1 + k tokens costs 5aC + 4aC^2 + 2a^2C."""
+    one_layer, c = ViTDims(depth=1), 768
+    stem_and_head = 196 * 768 * 768 + 5 * 197 * 768 + 768 * 100
+    mlp_per_token = 4_722_432
+
+    def attention(a: int) -> int:
+        return 5 * a * c + 4 * a * c * c + 2 * a * a * c
+
+    assert attention(197) == 525_148_416
+    k = 40
+    attn = dyt_flops(one_layer, None, [k], dispatch="attn").total
+    assert attn == stem_and_head + attention(1 + k) + 197 * mlp_per_token
+    layer = dyt_flops(one_layer, None, [k], dispatch="layer").total
+    assert layer == stem_and_head + (1 + k) * mlp_per_token + attention(1 + k)
+    both = dyt_flops(one_layer, None, [k, 7], dispatch="attn_mlp").total
+    assert both == stem_and_head + attention(1 + k) + (1 + 7) * mlp_per_token
+    assert dyt_flops(one_layer, 8, [k, 7], dispatch="attn_mlp").adapter == 2 * 2 * 197 * c * 8
+
+
+@pytest.mark.parametrize("dispatch", ["attn", "attn_mlp", "layer"])
+def test_dispatch_variant_flops_complete_and_monotone(dispatch):
+    layers = 24 if dispatch == "attn_mlp" else 12
+    complete = dyt_flops(VIT_BASE, 64, None, dispatch=dispatch)
+    assert complete.total == dyt_flops(VIT_BASE, 64, [196] * layers, dispatch=dispatch).total
+    extra_adapters = 12 * 2 * 197 * 768 * 64 if dispatch == "attn_mlp" else 0
+    assert complete.total == dyt_flops(VIT_BASE, 64).total + extra_adapters
+    values = [dyt_flops(VIT_BASE, 64, [k] * layers, dispatch=dispatch).total for k in (0, 50, 196)]
+    assert values == sorted(values) and len(set(values)) == 3
+    with pytest.raises(ValueError, match="one count per dispatcher"):
+        dyt_flops(VIT_BASE, 64, [98] * (layers + 1), dispatch=dispatch)
+
+
+def test_flops_reject_unknown_dispatch():
+    with pytest.raises(ValueError, match="dispatch"):
+        dyt_flops(VIT_BASE, 8, None, dispatch="token")
+
+
+@pytest.mark.parametrize("dispatch", ["attn", "attn_mlp", "layer"])
+def test_variant_flops_agree_with_shared_counter_on_packed_path(tiny_dyt, dispatch):
+    """Analytic count (minus LayerNorm, plus TDs) == torch's matmul count of the packed run.
+
+    Batch of 3 with different active counts: the counter sums per-sample packed attention.
+    """
+    model = tiny_dyt(seed=2, dispatch=dispatch).eval()  # fused CPU attention: shared formula
+    x = torch.randn(3, 3, 32, 32)
+    per_image, active = eval_flops(model, x)
+    layers = 4 if dispatch == "attn_mlp" else 2
+    assert active.shape == (3, layers)
+    assert 0 < active.sum() < 3 * layers * 16
+    assert len(set(active.sum(1).tolist())) > 1, "samples should differ in active counts"
+    dims, config = ViTDims.from_model(model), model.dyt_config
+    parts = [dyt_flops(dims, config.bottleneck, row, dispatch) for row in active]
+    assert [p.total for p in parts] == per_image.tolist()
+    counted = count_flops(model, x, sparse=True).total
+    assert sum(p.total - p.layernorm + p.dispatcher for p in parts) == counted
+    # the dense key-masked path computes attention and MLP for every token: the complete cost
+    dense = count_flops(model, x, sparse=False).total
+    full = dyt_flops(dims, config.bottleneck, None, dispatch)
+    assert dense == 3 * (full.total - full.layernorm + full.dispatcher) > counted

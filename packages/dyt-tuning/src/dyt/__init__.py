@@ -14,7 +14,7 @@ from dyt.convert import (
     save_official_checkpoint,
 )
 from dyt.data.vtab import VTABFolder, vtab_group_means
-from dyt.flops import ViTDims, dyt_flops, eval_flops
+from dyt.flops import ViTDims, dyt_flops, eval_flops, flops_from_masks
 from dyt.losses import DyTLoss
 from dyt.models import (
     Adapter,
@@ -44,6 +44,7 @@ __all__ = [
     "dyt_flops",
     "eval_flops",
     "evaluate",
+    "flops_from_masks",
     "get_train_preset",
     "load_adapter",
     "load_backbone",

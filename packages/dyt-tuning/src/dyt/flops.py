@@ -3,6 +3,9 @@
 Convention (the paper's, fvcore-style): one multiply-add = one FLOP; the attention matmuls
 QK^T and AV are counted; LayerNorm counts 5 x numel; GELU, softmax, residual adds and the token
 dispatcher are not counted. ViT-B/16 @224 with a 100-class head: 17.582 GFLOPs.
+
+Counts follow the packed (real-skipping) eval path of every dispatch mode: skipped tokens cost
+nothing in the part they skip (for attention: they are neither queries nor keys/values).
 """
 
 from __future__ import annotations
@@ -13,7 +16,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["ViTDims", "FlopBreakdown", "dyt_flops", "eval_flops", "VIT_BASE", "VIT_LARGE"]
+from dyt.config import DISPATCH_MODES
+
+__all__ = [
+    "ViTDims",
+    "FlopBreakdown",
+    "dyt_flops",
+    "eval_flops",
+    "flops_from_masks",
+    "VIT_BASE",
+    "VIT_LARGE",
+]
 
 LAYERNORM_COST = 5  # FLOPs per element, as in fvcore
 
@@ -81,63 +94,104 @@ class FlopBreakdown:
         return self.total / 1e9
 
 
+def _attention_cost(dims: ViTDims, tokens: float) -> float:
+    """norm1 + qkv + QK^T + AV + proj for ``tokens`` tokens attending among themselves."""
+    c = dims.embed_dim
+    return LAYERNORM_COST * tokens * c + 4 * tokens * c * c + 2 * tokens * tokens * c
+
+
+def _layer_counts(dims: ViTDims, dispatch: str, active: list[float]) -> list[tuple[float, float]]:
+    """(tokens through attention, tokens through the MLP) per layer, prefix tokens included."""
+    t, p, depth = dims.num_tokens, dims.num_prefix_tokens, dims.depth
+    if dispatch == "mlp":
+        return [(t, p + k) for k in active]
+    if dispatch == "attn":
+        return [(p + k, t) for k in active]
+    if dispatch == "layer":
+        return [(p + k, p + k) for k in active]
+    return [(p + active[2 * i], p + active[2 * i + 1]) for i in range(depth)]  # attn_mlp
+
+
 def dyt_flops(
     dims: ViTDims,
     bottleneck: int | None = None,
     active_tokens: Sequence[float] | torch.Tensor | None = None,
+    dispatch: str = "mlp",
 ) -> FlopBreakdown:
-    """Per-image FLOPs. ``bottleneck=None``: no adapter (plain ViT).
+    """Per-image FLOPs of the packed (real-skipping) eval path. ``bottleneck=None``: no adapter.
 
-    active_tokens: (L,) active *patch* tokens per layer (prefix tokens always run the MLP);
-    ``None`` means all tokens (the complete model). Fractions are allowed (batch means).
+    active_tokens: active *patch* tokens per dispatcher, in the order of ``aux["token_select"]``:
+    (L,) for ``dispatch`` "mlp", "attn", "layer"; (2L,) for "attn_mlp" (attention, MLP of block
+    0, then block 1, ...). Prefix tokens are always active. ``None`` = all tokens (complete
+    model). Where tokens go per dispatch mode, with a = prefix + active patch tokens:
+
+    - "mlp": attention on all T tokens, MLP on a tokens.
+    - "attn": the a tokens attend only among themselves (a x a scores): norm1, qkv, QK^T, AV and
+      proj are counted for a tokens, never for the T - a skipped ones; the MLP runs on all T.
+    - "layer": attention as in "attn", then the MLP on the same a tokens.
+    - "attn_mlp": attention on a_1 tokens, MLP on a_2 tokens, two adapters per block.
+
+    The dense key-masked path (training, ``sparse=False``) still computes attention for all T
+    tokens; its cost is the complete model's. The attention term is quadratic in a, so pass
+    per-image counts (batch means give a lower bound).
     """
-    c, t, p, depth = dims.embed_dim, dims.num_tokens, dims.num_prefix_tokens, dims.depth
+    if dispatch not in DISPATCH_MODES:
+        raise ValueError(f"dispatch must be one of {DISPATCH_MODES}, got {dispatch!r}")
+    c, t, depth = dims.embed_dim, dims.num_tokens, dims.depth
+    dispatchers = 2 * depth if dispatch == "attn_mlp" else depth
     if active_tokens is None:
-        active = [float(dims.num_patches)] * depth
+        active = [float(dims.num_patches)] * dispatchers
     else:
         active = [float(k) for k in torch.as_tensor(active_tokens, dtype=torch.float64).flatten()]
-    if len(active) != depth:
-        raise ValueError(f"active_tokens needs one count per layer ({depth}), got {len(active)}")
+    if len(active) != dispatchers:
+        raise ValueError(
+            f"active_tokens needs one count per dispatcher ({dispatchers}), got {len(active)}"
+        )
     if any(k < 0 or k > dims.num_patches for k in active):
         raise ValueError(f"active_tokens must lie in [0, {dims.num_patches}], got {active}")
-    norm1 = LAYERNORM_COST * t * c
-    attention_per_layer = norm1 + t * c * 3 * c + 2 * t * t * c + t * c * c
+    counts = _layer_counts(dims, dispatch, active)
+    attention_tokens = sum(a for a, _ in counts)
+    mlp_tokens = sum(m for _, m in counts)
     mlp_per_token = LAYERNORM_COST * c + 2 * c * dims.mlp_hidden
-    mlp_tokens = sum(p + k for k in active)
-    adapter_per_layer = 2 * t * c * bottleneck if bottleneck else 0
+    adapter_per_dispatcher = 2 * t * c * bottleneck if bottleneck else 0
     final_norm = LAYERNORM_COST * t * c
     return FlopBreakdown(
         patch_embed=float(dims.num_patches * c * dims.in_chans * dims.patch_size**2),
-        attention=float(depth * attention_per_layer),
+        attention=float(sum(_attention_cost(dims, a) for a, _ in counts)),
         mlp=float(mlp_tokens * mlp_per_token),
-        adapter=float(depth * adapter_per_layer),
+        adapter=float(dispatchers * adapter_per_dispatcher),
         head=float(final_norm + c * dims.num_classes),
-        layernorm=float(depth * norm1 + mlp_tokens * LAYERNORM_COST * c + final_norm),
-        dispatcher=float(depth * dims.num_patches * c) if bottleneck else 0.0,
+        layernorm=float(LAYERNORM_COST * c * (attention_tokens + mlp_tokens + t)),
+        dispatcher=float(dispatchers * dims.num_patches * c) if bottleneck else 0.0,
+    )
+
+
+def flops_from_masks(model: nn.Module, token_select: torch.Tensor) -> torch.Tensor:
+    """Per-image FLOPs of a DyT model from its eval masks ``aux["token_select"]`` (B, L', N, 1)."""
+    config = getattr(model, "dyt_config", None)
+    if config is None:
+        raise TypeError("FLOPs from masks need a DyT model (see dyt.convert_vit)")
+    dims = ViTDims.from_model(model)
+    active = token_select.detach().squeeze(-1).sum(-1).cpu()  # (B, L')
+    return torch.tensor(
+        [dyt_flops(dims, config.bottleneck, row, config.dispatch).total for row in active],
+        dtype=torch.float64,
     )
 
 
 @torch.no_grad()
 def eval_flops(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """FLOPs of each image under the model's real eval masks (MLP dispatch only).
+    """FLOPs of each image under the model's real eval masks (every dispatch mode).
 
-    images: (B, 3, H, W) -> (flops per image (B,), active patch tokens per layer (B, L)).
+    images: (B, 3, H, W) -> (flops per image (B,), active patch tokens per dispatcher (B, L')).
     The model is run in eval mode and restored to its previous mode afterwards.
     """
-    config = getattr(model, "dyt_config", None)
-    if config is None:
+    if getattr(model, "dyt_config", None) is None:
         raise TypeError("eval_flops needs a DyT model (see dyt.convert_vit)")
-    if config.dispatch != "mlp":
-        raise ValueError(
-            f"analytic FLOPs cover MLP dispatch only, got dispatch={config.dispatch!r}"
-        )
     was_training = model.training
     model.eval()
     try:
         _, aux = model(images)
     finally:
         model.train(was_training)
-    active = aux["token_select"].squeeze(-1).sum(-1)  # (B, L)
-    dims = ViTDims.from_model(model)
-    flops = torch.tensor([dyt_flops(dims, config.bottleneck, row).total for row in active])
-    return flops, active
+    return flops_from_masks(model, aux["token_select"]), aux["token_select"].squeeze(-1).sum(-1)

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from dyt.config import TrainConfig
 from dyt.convert import load_backbone, save_adapter
 from dyt.data.vtab import VTABFolder, vtab_eval_transform
-from dyt.flops import ViTDims, dyt_flops
+from dyt.flops import flops_from_masks
 from dyt.losses import DyTLoss
 from dyt.models.dyt_vit import DyTVisionTransformer, convert_vit
 from dyt.models.video import convert_vit_to_video
@@ -114,7 +114,6 @@ def evaluate(
 ) -> EvalResult:
     """Top-1, eval activation and GFLOPs (sums reduced over DDP ranks)."""
     model.eval()
-    dims = ViTDims.from_model(model)
     correct = count = active_sum = flops_sum = 0.0
     token_slots = 0.0
     for images, targets in progress_bar(loader, enabled=progress, desc="eval", leave=False):
@@ -130,7 +129,7 @@ def evaluate(
         active = aux["token_select"].squeeze(-1).sum(-1)  # (B, L)
         active_sum += float(active.sum())
         token_slots += float(aux["token_select"].numel())
-        flops_sum += sum(dyt_flops(dims, model.dyt_config.bottleneck, row).total for row in active)
+        flops_sum += float(flops_from_masks(model, aux["token_select"]).sum())
     correct, count, active_sum, token_slots, flops_sum = _all_reduce_sum(
         [correct, count, active_sum, token_slots, flops_sum], device
     )

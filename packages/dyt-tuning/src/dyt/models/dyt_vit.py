@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -108,6 +109,66 @@ class _DispatchBlockBase(nn.Module):
         """Run a TD on the patch tokens of x: (B, T, C) -> patch mask, logits (B, N, 1)."""
         return dispatcher(x[:, self.num_prefix_tokens :])
 
+    def _sparse_mlp(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x + MLP on active rows only. x: (B, T, C), mask: (B, T, 1) in {0, 1}.
+
+        The active rows of the whole batch are packed together (variable count per sample).
+        """
+        batch, tokens, channels = x.shape
+        flat = x.reshape(batch * tokens, channels)
+        rows = mask.reshape(-1).nonzero().squeeze(1)
+        if rows.numel() == 0:
+            return x
+        packed = flat.index_select(0, rows)
+        update = self.ls2(self.mlp(self.norm2(packed)))
+        return flat.index_add(0, rows, update.to(flat.dtype)).view(batch, tokens, channels)
+
+    def _sparse_per_sample(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        update_fn: Callable[[torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        """x + update_fn(active tokens) for each sample, inactive tokens untouched.
+
+        x: (B, T, C), mask: (B, T, 1) in {0, 1}; update_fn: (1, a, C) -> (1, a, C). Attention
+        mixes tokens, so each sample's a active tokens are packed on their own (no padding):
+        they attend only among themselves, exactly like key masking on the dense path.
+        """
+        batch, tokens, channels = x.shape
+        rows, updates = [], []
+        for sample in range(batch):
+            active = mask[sample, :, 0].nonzero().squeeze(1)
+            if active.numel() == 0:
+                continue
+            updates.append(update_fn(x[sample, active].unsqueeze(0))[0])
+            rows.append(active + sample * tokens)
+        if not rows:
+            return x
+        flat = x.reshape(batch * tokens, channels)
+        update = torch.cat(updates).to(flat.dtype)
+        return flat.index_add(0, torch.cat(rows), update).view(batch, tokens, channels)
+
+    def _dispatched_attention(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        adapter_out: torch.Tensor,
+        complete: bool,
+        sparse: bool,
+    ) -> torch.Tensor:
+        """Residual + attention on the active tokens only + adapter (attention dispatch).
+
+        mask: (B, N, 1) patch mask. Dense path: key masking, inactive rows multiplied by 0.
+        Sparse path (eval): per-sample packed attention over the active tokens.
+        """
+        if complete:
+            return x + self._attention(x) + adapter_out
+        full = _with_prefix(mask, self.num_prefix_tokens)
+        if sparse and not self.training:
+            return self._sparse_per_sample(x, full, self._attention) + adapter_out
+        return x + full * self._attention(x, key_mask=full.squeeze(-1) > 0.5) + adapter_out
+
 
 class DyTBlock(_DispatchBlockBase):
     """MLP dispatch (the paper's default, Eq. 5)::
@@ -147,24 +208,14 @@ class DyTBlock(_DispatchBlockBase):
             x = x + _with_prefix(mask, self.num_prefix_tokens) * self._mlp(x) + adapter_out
         return x, mask.unsqueeze(1), logits.unsqueeze(1)
 
-    def _sparse_mlp(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x + MLP on active rows only. x: (B, T, C), mask: (B, T, 1) in {0, 1}."""
-        batch, tokens, channels = x.shape
-        flat = x.reshape(batch * tokens, channels)
-        rows = mask.reshape(-1).nonzero().squeeze(1)
-        if rows.numel() == 0:
-            return x
-        packed = flat.index_select(0, rows)
-        update = self.ls2(self.mlp(self.norm2(packed)))
-        return flat.index_add(0, rows, update.to(flat.dtype)).view(batch, tokens, channels)
-
 
 class AttnDispatchBlock(_DispatchBlockBase):
     """Attention dispatch (paper section 3.3, experimental, no reference code).
 
     The TD sits before attention; only active tokens are updated by attention, and they attend
-    only to active tokens (key masking, in training and inference alike); the adapter is parallel
-    to attention; the MLP is dense. Inference uses the dense masked path.
+    only to active tokens (key masking on the dense path, in training and inference alike); the
+    adapter is parallel to attention; the MLP is dense. With ``sparse=True`` (eval only) each
+    sample's active tokens are packed and attend among themselves (same function, real skipping).
     """
 
     def __init__(self, block: nn.Module, config: DyTConfig, num_prefix_tokens: int) -> None:
@@ -174,12 +225,7 @@ class AttnDispatchBlock(_DispatchBlockBase):
 
     def forward(self, x: torch.Tensor, complete: bool = False, sparse: bool = False) -> BlockOutput:
         mask, logits = self._dispatch(self.attn_token_select, x)
-        adapter_out = self.adaptattn(x)
-        if complete:
-            x = x + self._attention(x) + adapter_out
-        else:
-            full = _with_prefix(mask, self.num_prefix_tokens)
-            x = x + full * self._attention(x, key_mask=full.squeeze(-1) > 0.5) + adapter_out
+        x = self._dispatched_attention(x, mask, self.adaptattn(x), complete, sparse)
         x = x + self._mlp(x)
         return x, mask.unsqueeze(1), logits.unsqueeze(1)
 
@@ -196,16 +242,13 @@ class AttnMLPDispatchBlock(_DispatchBlockBase):
 
     def forward(self, x: torch.Tensor, complete: bool = False, sparse: bool = False) -> BlockOutput:
         attn_mask, attn_logits = self._dispatch(self.attn_token_select, x)
-        adapter_out = self.adaptattn(x)
-        if complete:
-            x = x + self._attention(x) + adapter_out
-        else:
-            full = _with_prefix(attn_mask, self.num_prefix_tokens)
-            x = x + full * self._attention(x, key_mask=full.squeeze(-1) > 0.5) + adapter_out
+        x = self._dispatched_attention(x, attn_mask, self.adaptattn(x), complete, sparse)
         mlp_mask, mlp_logits = self._dispatch(self.mlp_token_select, x)
         adapter_out = self.adaptmlp(x)
         if complete:
             x = x + self._mlp(x) + adapter_out
+        elif sparse and not self.training:
+            x = self._sparse_mlp(x, _with_prefix(mlp_mask, self.num_prefix_tokens)) + adapter_out
         else:
             x = x + _with_prefix(mlp_mask, self.num_prefix_tokens) * self._mlp(x) + adapter_out
         return (
@@ -218,7 +261,8 @@ class AttnMLPDispatchBlock(_DispatchBlockBase):
 class LayerDispatchBlock(_DispatchBlockBase):
     """Layer dispatch: one TD and one adapter parallel to the whole layer (experimental).
 
-    Inactive tokens skip attention and MLP (they are not attended to either).
+    Inactive tokens skip attention and MLP (they are not attended to either); with
+    ``sparse=True`` (eval only) each sample's active tokens run the whole layer packed.
     """
 
     def __init__(self, block: nn.Module, config: DyTConfig, num_prefix_tokens: int) -> None:
@@ -232,12 +276,20 @@ class LayerDispatchBlock(_DispatchBlockBase):
         if complete:
             h = x + self._attention(x)
             h = h + self._mlp(h)
+        elif sparse and not self.training:
+            full = _with_prefix(mask, self.num_prefix_tokens)
+            h = self._sparse_per_sample(x, full, self._layer_update)
         else:
             full = _with_prefix(mask, self.num_prefix_tokens)
             h = x + self._attention(x, key_mask=full.squeeze(-1) > 0.5)
             h = h + self._mlp(h)
             h = x + full * (h - x)
         return h + adapter_out, mask.unsqueeze(1), logits.unsqueeze(1)
+
+    def _layer_update(self, tokens: torch.Tensor) -> torch.Tensor:
+        """What the frozen layer adds to the tokens it processes: (1, a, C) -> (1, a, C)."""
+        attended = self._attention(tokens)
+        return attended + self._mlp(tokens + attended)
 
 
 BLOCK_TYPES: dict[str, type[_DispatchBlockBase]] = {
