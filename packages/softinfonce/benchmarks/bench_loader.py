@@ -1,8 +1,9 @@
 """Decode + speed co-augmentation throughput (decord vs PyAV, speeds 1-4) against the training step.
 
-Prints, in one run: clips/s of the single-process decode+augment path per backend and speed,
-clips/s of the DataLoader with the default 2 workers, the time of one training step on one
-such batch, and the ratios (loader / step consumption, decord / PyAV).
+Prints, in one run: clips/s (1 / median time per clip over clips x repeats, the backends
+alternating) of the single-process decode+augment path and of the frame decode alone, per backend
+and speed; clips/s of the DataLoader with the default 2 workers; the time of one training step on
+one such batch; and the ratios (loader / step consumption, decord / PyAV).
 
     uv run python packages/softinfonce/benchmarks/bench_loader.py
     uv run python packages/softinfonce/benchmarks/bench_loader.py --model tiny --clips 8 --size 112
@@ -14,6 +15,7 @@ import argparse
 import os
 import platform
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -74,7 +76,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="clips per training step (2x views)")
     parser.add_argument("--model", choices=("avid", "tiny"), default="avid")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=4)
     args = parser.parse_args()
 
     print(
@@ -104,39 +106,50 @@ def main() -> None:
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # as in a DataLoader worker
-        print("\n| speed | backend | decode+augment clips/s | decode-only clips/s |")
-        print("|---|---|---|---|")
+        print(
+            "\n| speed | backend | decode+augment clips/s | decode-only clips/s "
+            "| decode-only CPU ms/clip |"
+        )
+        print("|---|---|---|---|---|")
         backends = available_video_backends()
         rates: dict[tuple[str, float], float] = {}
         decode_rates: dict[tuple[str, float], float] = {}
+        decode_cpu: dict[tuple[str, float], float] = {}
         rng = random.Random(0)
         for speed in (1.0, 2.0, 3.0, 4.0):
             config = replace(base, speeds=(speed,))
             datasets = {b: SpeedCoAugDataset(records, config, backend=b) for b in backends}  # type: ignore[arg-type]
-            totals = dict.fromkeys(backends, 0.0)
-            decode_totals = dict.fromkeys(backends, 0.0)
+            times: dict[str, list[float]] = {b: [] for b in backends}
+            decode_times: dict[str, list[float]] = {b: [] for b in backends}
+            cpu_times: dict[str, list[float]] = {b: [] for b in backends}
             for b in backends:
                 datasets[b][0]  # warm-up (imports, kernels, probe cache)
-            # Backends alternate clip by clip, so both see the same machine load.
-            for _ in range(args.repeats):
+            # Backends alternate clip by clip (and which goes first), so both see the same load.
+            for repeat in range(args.repeats):
                 for index in range(len(records)):
-                    for b in backends:
+                    start_s = rng.uniform(0.0, max(0.0, args.duration - speed * base.span))
+                    indices = video_indices(
+                        start_s, speed, 25.0, int(args.duration * 25), num_frames=8
+                    )
+                    order = backends if (repeat + index) % 2 == 0 else backends[::-1]
+                    for b in order:
                         start = time.perf_counter()
                         datasets[b][index]
-                        totals[b] += time.perf_counter() - start
-                        start_s = rng.uniform(0.0, max(0.0, args.duration - speed * base.span))
-                        indices = video_indices(
-                            start_s, speed, 25.0, int(args.duration * 25), num_frames=8
-                        )
-                        start = time.perf_counter()
+                        times[b].append(time.perf_counter() - start)
+                    for b in order:
+                        start, cpu = time.perf_counter(), time.process_time()
                         read_frames(records[index].path, indices, backend=b)  # type: ignore[arg-type]
-                        decode_totals[b] += time.perf_counter() - start
+                        decode_times[b].append(time.perf_counter() - start)
+                        cpu_times[b].append(time.process_time() - cpu)
             for b in backends:
-                count = args.repeats * len(records)
-                rates[(b, speed)] = count / totals[b]
-                decode_rates[(b, speed)] = count / decode_totals[b]
+                # 1 / median time per clip: robust to load spikes on a shared machine.
+                rates[(b, speed)] = 1.0 / statistics.median(times[b])
+                decode_rates[(b, speed)] = 1.0 / statistics.median(decode_times[b])
+                # CPU time of all threads (PyAV decodes with frame threads, decord with one).
+                decode_cpu[(b, speed)] = 1000 * statistics.median(cpu_times[b])
                 print(
-                    f"| {speed:g} | {b} | {rates[(b, speed)]:.2f} | {decode_rates[(b, speed)]:.1f} |"
+                    f"| {speed:g} | {b} | {rates[(b, speed)]:.2f} | {decode_rates[(b, speed)]:.1f} "
+                    f"| {decode_cpu[(b, speed)]:.1f} |"
                 )
 
         torch.set_num_threads(threads)
@@ -178,6 +191,11 @@ def main() -> None:
             ratios = [table[("decord", s)] / table[("pyav", s)] for s in (1.0, 2.0, 3.0, 4.0)]
             joined = ", ".join(f"{r:.2f}" for r in ratios)
             print(f"ratio decord / PyAV ({name}) per speed 1-4: {joined} (target >= 1)")
+        ratios = [decode_cpu[("pyav", s)] / decode_cpu[("decord", s)] for s in (1.0, 2.0, 3.0, 4.0)]
+        joined = ", ".join(f"{r:.2f}" for r in ratios)
+        print(
+            f"ratio PyAV / decord CPU time (decode-only) per speed 1-4: {joined} (>= 1: decord cheaper)"
+        )
 
 
 if __name__ == "__main__":

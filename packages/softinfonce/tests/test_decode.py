@@ -125,3 +125,27 @@ def test_pyav_seek_matches_sequential_decoding(tmp_path) -> None:
     assert (error < 12).all() and (error < wrong).all()
     if "decord" in BACKENDS:
         assert (read_frames(path, late, backend="decord").float() - seeked).abs().mean() < 3
+
+
+def test_decord_forward_walk_matches_get_batch(tmp_path) -> None:
+    """The seek-avoiding walk returns exactly the frames decord's own get_batch returns."""
+    decord = pytest.importorskip("decord")
+    from softinfonce.data.synthetic import SyntheticClip, SyntheticSpec, render_clip, write_clip
+    from softinfonce.decode import DECORD_SEEK_FRAMES
+
+    spec = SyntheticSpec(num_classes=2, duration=6.0, fps=25, size=32, sample_rate=8000)
+    frames, _ = render_clip(spec, SyntheticClip(0, 1, 1.0, 0.5, 1.0))
+    path = write_clip(tmp_path / "long.mp4", frames, None, spec.fps, spec.sample_rate)
+    reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+    assert len(reader.get_key_indices()) > 3  # several GOPs, so the walk crosses keyframes
+    patterns = [
+        [0, 1, 2, 3],
+        [5, 11, 12, 13, 40],  # steps onto and over keyframes without seeking
+        [3, 3 + DECORD_SEEK_FRAMES + 1, 149],  # long gaps seek
+        [149, 0, 77, 77, 20],  # unsorted with a repeat
+        list(range(10, 150, 19)),
+    ]
+    for indices in patterns:
+        expected = reader.get_batch(indices).asnumpy()
+        got = read_frames(path, indices, backend="decord").numpy()
+        np.testing.assert_array_equal(got, expected)

@@ -9,6 +9,7 @@ fallback where decord has no wheel.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import logging
 import os
@@ -35,9 +36,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 VideoBackend = Literal["auto", "decord", "pyav"]
-# decord decodes a contiguous span instead of seeking when it is at most this many times the
-# wanted frames (dense windows, speed ~1); sparser windows seek.
-DECORD_RANGE_FACTOR = 2
+# decord skips (decodes without converting) gaps of up to this many frames instead of seeking;
+# tuned on 25 fps mpeg4 (GOP 12) and H.264 (GOP 15-250) clips, benchmarks/bench_loader.py.
+DECORD_SEEK_FRAMES = 16
 
 
 class DecodeError(ValueError):
@@ -184,23 +185,59 @@ def _read_decord(info: VideoInfo, indices: list[int], size: tuple[int, int] | No
             reader = decord.VideoReader(
                 info.path, ctx=decord.cpu(0), width=width, height=height, num_threads=1
             )
-            span = list(range(unique[0], unique[-1] + 1))
-            if len(span) <= DECORD_RANGE_FACTOR * len(unique):
-                # decord seeks for every gap; decoding the short contiguous span is faster.
-                batch = reader.get_batch(span).asnumpy()[[i - unique[0] for i in unique]]
-            else:
-                batch = reader.get_batch(unique).asnumpy()
-            reader.seek(0)  # documented workaround for decord's leak on repeated get_batch
+            batch = _walk_decord(reader, unique)
+            expected = attempt if attempt is not None else (info.height, info.width)
+            if batch.shape[1:] != (*expected, 3):
+                # decord 0.6 returns mis-strided frames for some widths (the same cause as the
+                # copy error below): treat it as a failed conversion.
+                logger.debug("decord gave %s frames for %s", batch.shape[1:], info.path)
+                continue
         except decord.DECORDError as err:
             if "DECORDArrayCopyFromTo" not in str(err):
                 raise DecodeError(f"decord cannot decode {info.path}: {err}") from err
             logger.debug("decord cannot convert %s at size %s; retrying", info.path, attempt)
             continue
+        except StopIteration as err:
+            raise DecodeError(f"decord ran out of frames in {info.path}") from err
         if size is not None and attempt is None:
             batch = _resize(batch, size)
         return batch[[position[i] for i in indices]]
     logger.debug("decord cannot convert %s; using PyAV", info.path)
     return _read_pyav(info, indices, size)
+
+
+def _walk_decord(reader, unique: list[int]) -> np.ndarray:  # noqa: ANN001 (decord is untyped)
+    """Decode the sorted frame indices ``unique`` in one forward pass of a fresh reader.
+
+    decord's ``get_batch`` re-seeks (rewinding to 0 first) whenever the next index lies past a
+    keyframe, and every seek restarts its decoder thread: about as costly as decoding a dozen
+    frames. Here gaps of at most ``DECORD_SEEK_FRAMES`` are skipped without seeking (frames are
+    decoded but not converted; a keyframe on the way is stepped over with ``next``); longer gaps
+    go through ``skip_frames``, which seeks once to the keyframe before the target.
+    """
+    keys = reader.get_key_indices()
+    frames = []
+    current = 0  # the frame the reader returns next
+    for target in unique:
+        if target - current > DECORD_SEEK_FRAMES:
+            reader.skip_frames(target - current)
+            current = target
+        while current < target:
+            following = bisect.bisect_right(keys, current)
+            key = keys[following] if following < len(keys) else None
+            if key is None or key > target:
+                reader.skip_frames(target - current)
+                current = target
+            else:
+                # skip_frames seeks whenever it lands on or past a keyframe: stop one short
+                # and step over the keyframe boundary with next() instead.
+                if key - 1 > current:
+                    reader.skip_frames(key - 1 - current)
+                reader.next()
+                current = key
+        frames.append(reader.next().asnumpy())
+        current += 1
+    return np.stack(frames)
 
 
 def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
