@@ -1,5 +1,6 @@
+import pytest
 import torch
-from dyt.losses import DyTLoss, distillation_kl, rate_loss
+from dyt.losses import DyTLoss, distillation_kl, pixel_distillation_kl, rate_loss
 
 
 def test_rate_term_equals_alpha_times_squared_gap():
@@ -53,3 +54,17 @@ def test_per_sample_rate_option_differs_from_global():
     masks[0] = 1.0  # sample rates 1 and 0: global mean 0.5
     assert rate_loss(masks, rate=0.5) == 0
     assert torch.isclose(rate_loss(masks, rate=0.5, per_sample=True), torch.tensor(2.0 * 0.25))
+
+
+def test_pixel_kl_is_per_pixel_kl_averaged_and_detaches_teacher():
+    student = torch.randn(2, 4, 3, 5, requires_grad=True)
+    teacher = torch.randn(2, 4, 3, 5, requires_grad=True)
+    p_t = teacher.detach().softmax(1)
+    expected = (p_t * (p_t.log() - student.detach().log_softmax(1))).sum(1).mean()
+    kl = pixel_distillation_kl(student, teacher)
+    torch.testing.assert_close(kl.detach(), expected)
+    kl.backward()
+    assert teacher.grad is None and student.grad.abs().sum() > 0
+    assert pixel_distillation_kl(student.detach(), student.detach()).abs() < 1e-6
+    with pytest.raises(ValueError, match="B, K, H, W"):
+        pixel_distillation_kl(torch.randn(2, 4, 3, 5), torch.randn(2, 4, 3, 4))

@@ -42,8 +42,7 @@ def test_backbone_four_scales_and_token_loss():
         backbone(torch.randn(1, 3, 32, 32))
 
 
-def test_registered_segmentor_adds_token_loss():
-    pytest.importorskip("mmseg")
+def _segmentor_and_batch(**segmentor_args):
     import dyt.models.mmseg_backbone  # noqa: F401  (registers)
     from mmengine.structures import PixelData
     from mmseg.registry import MODELS
@@ -59,6 +58,7 @@ def test_registered_segmentor_adds_token_loss():
         auxiliary_head=dict(type="FCNHead", in_channels=32, in_index=2, channels=8, num_convs=1,
                             num_classes=3, norm_cfg=norm,
                             loss_decode=dict(type="CrossEntropyLoss", loss_weight=0.4)),
+        **segmentor_args,
     ))  # fmt: skip
     samples = []
     for _ in range(2):
@@ -66,11 +66,34 @@ def test_registered_segmentor_adds_token_loss():
         sample.gt_sem_seg = PixelData(data=torch.randint(0, 3, (1, 64, 64)))
         sample.set_metainfo(dict(img_shape=(64, 64), pad_shape=(64, 64)))
         samples.append(sample)
-    segmentor.train()
-    losses = segmentor.loss(torch.randn(2, 3, 64, 64), samples)
+    return segmentor.train(), torch.randn(2, 3, 64, 64), samples
+
+
+def _total(losses: dict) -> torch.Tensor:
+    return sum(v for k, v in losses.items() if "loss" in k)
+
+
+def test_registered_segmentor_adds_token_loss():
+    segmentor, images, samples = _segmentor_and_batch()
+    losses = segmentor.loss(images, samples)
     assert "loss_token" in losses and "decode.loss_ce" in losses and "aux.loss_ce" in losses
-    total = sum(v for k, v in losses.items() if k.startswith(("loss", "decode.loss", "aux.loss")))
-    total.backward()
+    assert "loss_kl" not in losses and not any(k.startswith("complete") for k in losses)
+    _total(losses).backward()
     backbone = segmentor.backbone
     assert backbone.blocks[0].mlp_token_select.mlp_head.weight.grad is not None
     assert backbone.blocks[0].attn.qkv.weight.grad is None
+
+
+def test_optional_pixel_kl_with_complete_model():
+    segmentor, images, samples = _segmentor_and_batch(complete_distill=True, distill_weight=0.5)
+    losses = segmentor.loss(images, samples)
+    for key in ("loss_token", "decode.loss_ce", "aux.loss_ce", "complete.loss_ce", "loss_kl"):
+        assert key in losses and torch.isfinite(losses[key]), key
+    assert losses["loss_kl"] > 0
+    # the complete pass alone trains adapters and heads (its loss has gradients), no TD
+    losses["complete.loss_ce"].backward(retain_graph=True)
+    block = segmentor.backbone.blocks[0]
+    assert block.adaptmlp.up_proj.weight.grad.abs().sum() > 0
+    assert block.mlp_token_select.mlp_head.weight.grad is None
+    _total(losses).backward()
+    assert block.mlp_token_select.mlp_head.weight.grad is not None

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DyTLoss", "rate_loss", "distillation_kl"]
+__all__ = ["DyTLoss", "rate_loss", "distillation_kl", "pixel_distillation_kl"]
 
 
 def rate_loss(
@@ -32,6 +32,26 @@ def distillation_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor) 
         F.log_softmax(teacher_logits.detach().float(), dim=-1),
         log_target=True,
         reduction="batchmean",
+    )
+
+
+def pixel_distillation_kl(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor
+) -> torch.Tensor:
+    """Pixel-wise ``KL(p_teacher.detach() || p_student)`` over classes, mean over pixels.
+
+    Logits: (B, K, H, W). The segmentation counterpart of :func:`distillation_kl` (optional; the
+    released segmentation code has no distillation).
+    """
+    if student_logits.shape != teacher_logits.shape or student_logits.dim() != 4:
+        raise ValueError(
+            "pixel KL needs two (B, K, H, W) logit maps of one shape, got "
+            f"{tuple(student_logits.shape)} and {tuple(teacher_logits.shape)}"
+        )
+    classes = student_logits.shape[1]
+    return distillation_kl(
+        student_logits.movedim(1, -1).reshape(-1, classes),
+        teacher_logits.movedim(1, -1).reshape(-1, classes),
     )
 
 

@@ -6,7 +6,9 @@ Registered in ``mmseg.registry.MODELS`` as ``DyTViT`` (backbone) and ``DyTEncode
 
 Official layout (under ``backbone.``): timm ViT keys, ``blocks.{i}.attn.relative_position_bias_table``
 and buffer ``relative_position_index`` (BEiT-style), ``fpn1.0``, ``fpn1.2``, ``fpn2.0``. As in the
-released code the backbone uses the dense masked path and no complete-model distillation.
+released code the backbone uses the dense masked path and no complete-model distillation; the
+segmentor offers it as an option (``complete_distill=True``: complete-model decode loss plus a
+pixel-wise KL to the detached complete prediction, the segmentation form of the DyT objective).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 from torch import nn
 
 from dyt.config import DyTConfig
-from dyt.losses import rate_loss
+from dyt.losses import pixel_distillation_kl, rate_loss
 from dyt.models.dyt_vit import convert_vit
 
 __all__ = ["DyTSegmentationBackbone", "relative_position_index", "register_mmseg"]
@@ -42,8 +44,9 @@ def relative_position_index(grid: tuple[int, int]) -> torch.Tensor:
 class DyTSegmentationBackbone(nn.Module):
     """DyT ViT returning four maps at strides 4, 8, 16, 32 plus a rate loss.
 
-    forward(images (B, 3, H, W)) -> tuple of 4 maps (B, C, H/s, W/s); after a training forward
-    ``token_loss`` holds ``alpha * (mean(M) - r)^2``.
+    forward(images (B, 3, H, W), complete=False) -> tuple of 4 maps (B, C, H/s, W/s); after a
+    dispatched forward ``token_loss`` holds ``alpha * (mean(M) - r)^2`` (``complete=True`` runs
+    every token through every MLP and leaves ``token_loss`` alone).
     """
 
     def __init__(
@@ -117,7 +120,7 @@ class DyTSegmentationBackbone(nn.Module):
         tokens = index.shape[0]
         return table[index.reshape(-1)].reshape(tokens, tokens, -1).permute(2, 0, 1).unsqueeze(0)
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, images: torch.Tensor, complete: bool = False) -> tuple[torch.Tensor, ...]:
         batch, _, height, width = images.shape
         grid = (height // self.patch_embed.patch_size[0], width // self.patch_embed.patch_size[1])
         if grid != self.grid:
@@ -130,12 +133,13 @@ class DyTSegmentationBackbone(nn.Module):
         masks, features = [], []
         for index, block in enumerate(self.blocks):
             bias = self._rel_pos_bias(block).to(x.dtype) if self.use_rel_pos_bias else None
-            x, mask, _ = block(x, sparse=False, attn_bias=bias)
+            x, mask, _ = block(x, complete=complete, sparse=False, attn_bias=bias)
             masks.append(mask)
             if index in self.out_indices:
                 patches = x[:, 1:].transpose(1, 2).reshape(batch, -1, *grid)
                 features.append(patches)
-        self.token_loss = rate_loss(torch.cat(masks, dim=1), self.rate, self.alpha)
+        if not complete:
+            self.token_loss = rate_loss(torch.cat(masks, dim=1), self.rate, self.alpha)
         necks = (self.fpn1, self.fpn2, self.fpn3, self.fpn4)
         return tuple(neck(feature) for neck, feature in zip(necks, features))
 
@@ -146,6 +150,7 @@ def register_mmseg() -> bool:
         from mmengine.model import BaseModule
         from mmseg.models.segmentors import EncoderDecoder
         from mmseg.registry import MODELS
+        from mmseg.utils import add_prefix
     except ImportError:
         return False
     if "DyTViT" in MODELS.module_dict:
@@ -159,11 +164,38 @@ def register_mmseg() -> bool:
             self.init_cfg = init_cfg
 
     class DyTEncoderDecoder(EncoderDecoder):
-        """EncoderDecoder adding the backbone's rate loss as ``loss_token``."""
+        """EncoderDecoder adding the backbone's rate loss as ``loss_token``.
+
+        ``complete_distill=True`` (off by default, as in the release) also runs the complete
+        model (no skipping) through the decode head: its decode loss (``complete.*``) and a
+        pixel-wise KL from its detached prediction to the dispatched one (``loss_kl``), weighted
+        by ``distill_weight``.
+        """
+
+        def __init__(
+            self, *args, complete_distill: bool = False, distill_weight: float = 1.0, **kwargs
+        ) -> None:
+            super().__init__(*args, **kwargs)
+            self.complete_distill, self.distill_weight = complete_distill, distill_weight
 
         def loss(self, inputs, data_samples) -> dict:
-            losses = super().loss(inputs, data_samples)
-            losses["loss_token"] = self.backbone.token_loss
+            if not self.complete_distill:
+                losses = super().loss(inputs, data_samples)
+                losses["loss_token"] = self.backbone.token_loss
+                return losses
+            features = self.extract_feat(inputs)
+            losses = {"loss_token": self.backbone.token_loss}
+            logits = self.decode_head.forward(features)
+            losses.update(add_prefix(self.decode_head.loss_by_feat(logits, data_samples), "decode"))
+            if self.with_auxiliary_head:
+                losses.update(self._auxiliary_head_forward_train(features, data_samples))
+            complete = self.backbone(inputs, complete=True)
+            if self.with_neck:
+                complete = self.neck(complete)
+            complete_logits = self.decode_head.forward(complete)
+            complete_losses = self.decode_head.loss_by_feat(complete_logits, data_samples)
+            losses.update(add_prefix(complete_losses, "complete"))
+            losses["loss_kl"] = self.distill_weight * pixel_distillation_kl(logits, complete_logits)
             return losses
 
     MODELS.register_module(name="DyTViT", module=DyTViT)
