@@ -76,8 +76,15 @@ def test_presets_follow_the_paper():
     full = get_train_preset("full_image")
     assert (full.dyt.bottleneck, full.dyt.adapter_scale, full.lr_is_base) == (64, 0.1, True)
     assert (full.batch_size, full.weight_decay, full.warmup_epochs) == (1024, 0.01, 20)
+    for name, epochs, protocol in [("video_k400", 12, "k400"), ("video_ssv2", 50, "ssv2")]:
+        video = get_train_preset(name)
+        assert (video.num_frames, video.epochs, video.warmup_epochs) == (8, epochs, 2)
+        assert (video.batch_size, video.dyt.bottleneck, video.dyt.adapter_scale) == (128, 64, 0.1)
+        assert video.video_protocol == protocol
     with pytest.raises(ValueError, match="unknown preset"):
         get_train_preset("imagenet")
+    with pytest.raises(ValueError, match="video_protocol"):
+        get_train_preset("video_ssv2", video_protocol="ucf")
 
 
 def test_schedule_warms_up_then_decays_to_floor():

@@ -33,7 +33,7 @@ def _train_config(args: argparse.Namespace):
         "seed": args.seed, "device": args.device, "max_steps": args.max_steps,
         "num_workers": args.num_workers, "eval_every": args.eval_every,
         "num_frames": args.num_frames, "train_split": args.train_split,
-        "eval_split": args.eval_split,
+        "eval_split": args.eval_split, "video_protocol": args.video_protocol,
     }  # fmt: skip
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.no_complete:
@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )  # fmt: skip
     train.add_argument("--preset", default="vtab", help="vtab | vtab_official_script | "
-                       "full_image | video_k400 (default vtab)")  # fmt: skip
+                       "full_image | video_k400 | video_ssv2 (default vtab)")  # fmt: skip
     train.add_argument("--config", help="a train_config.json to start from instead of a preset")
     train.add_argument("--data-root")
     train.add_argument("--task")
@@ -139,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--backbone-checkpoint", help="pre-trained ViT weights (.pth/.safetensors)")
     train.add_argument("--img-size", type=int)
     train.add_argument("--num-frames", type=int, help="> 0: video model on clip lists (decord)")
+    train.add_argument(
+        "--video-protocol",
+        choices=["k400", "ssv2"],
+        help="clip sampling: k400 (decord) or ssv2 (PyAV, RandAugment)",
+    )
     train.add_argument("--train-split", help="split / list file name (default train800val200)")
     train.add_argument("--eval-split", help="default test")
     train.add_argument("--bottleneck", type=int)

@@ -95,6 +95,9 @@ class TrainConfig:
     num_frames: int = 0
     """> 0: video model (per-frame DyT + attentive pooling) on clip lists read with decord:
     ``data_root/<train_split>.txt`` and ``<eval_split>.txt``, lines ``relative/path label``."""
+    video_protocol: Literal["k400", "ssv2"] = "k400"
+    """Clip sampling: "k400" (decord, stride 16, 3 temporal test clips) or "ssv2" (PyAV, one
+    frame per segment, RandAugment + RandomResizedCrop, 3 spatial test crops)."""
     alpha: float = 2.0
     use_complete: bool = True
     """Train the complete model jointly: CE(complete) + KL(complete.detach() || student)."""
@@ -128,6 +131,10 @@ class TrainConfig:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(
                 f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}"
+            )
+        if self.video_protocol not in ("k400", "ssv2"):
+            raise ValueError(
+                f"video_protocol must be 'k400' or 'ssv2', got {self.video_protocol!r}"
             )
         if not 0 <= self.warmup_epochs <= self.epochs:
             raise ValueError(f"warmup_epochs must lie in [0, epochs], got {self.warmup_epochs}")
@@ -181,6 +188,21 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
         warmup_epochs=2,
         epochs=12,
         num_frames=8,
+        train_split="train",
+        eval_split="val",
+    ),
+    # SSv2 (the entry missing from the release): same recipe, 50 epochs, SSv2 sampling protocol.
+    "video_ssv2": TrainConfig(
+        dyt=DyTConfig(bottleneck=64, adapter_scale=0.1),
+        batch_size=128,
+        lr=1e-3,
+        lr_is_base=True,
+        min_lr=0.0,
+        weight_decay=0.01,
+        warmup_epochs=2,
+        epochs=50,
+        num_frames=8,
+        video_protocol="ssv2",
         train_split="train",
         eval_split="val",
     ),

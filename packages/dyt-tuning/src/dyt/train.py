@@ -193,9 +193,9 @@ def _train(cfg, ctx, progress, train_set, eval_set, num_classes) -> dict[str, ob
 
         root = Path(cfg.data_root)
         train_set = VideoClipDataset(root / f"{cfg.train_split}.txt", root, True, cfg.num_frames,
-                                     img_size=cfg.img_size)  # fmt: skip
+                                     img_size=cfg.img_size, protocol=cfg.video_protocol)  # fmt: skip
         eval_set = VideoClipDataset(root / f"{cfg.eval_split}.txt", root, False, cfg.num_frames,
-                                    img_size=cfg.img_size)  # fmt: skip
+                                    img_size=cfg.img_size, protocol=cfg.video_protocol)  # fmt: skip
         num_classes = num_classes or max(label for _, label in train_set.items) + 1
     elif train_set is None:
         folder = _task_folder(cfg)
