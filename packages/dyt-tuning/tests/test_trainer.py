@@ -143,3 +143,51 @@ def test_trainer_runs_unchanged_under_torchrun_gloo(tmp_path):
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 2
     assert records[-1]["eval_accuracy"] >= 0
+
+
+def test_image_transforms_follow_the_paper():
+    from dyt.data.vtab import image_transform
+
+    image = Image.new("RGB", (64, 48), (255, 0, 0))
+    for augment in ("none", "rrc_flip"):
+        for train in (True, False):
+            out = image_transform(32, augment, train)(image)
+            assert out.shape == (3, 32, 32) and out.max() <= 1.0 and out.min() >= -1.0
+    names = [type(t).__name__ for t in image_transform(32, "rrc_flip", True).transforms]
+    assert names[:2] == ["RandomResizedCrop", "RandomHorizontalFlip"]
+    test_steps = image_transform(224, "rrc_flip", False).transforms
+    assert test_steps[0].size == 256 and test_steps[1].size == (224, 224)
+    assert get_train_preset("full_image").augment == "rrc_flip"
+    assert get_train_preset("vtab").augment == "none"
+    with pytest.raises(ValueError, match="augment"):
+        image_transform(32, "mixup")
+
+
+def test_evaluate_reports_top1_mean_per_class_accuracy_and_mask_flops():
+    import dyt
+    from dyt.flops import flops_from_masks
+    from dyt.train import evaluate
+    from timm.models.vision_transformer import VisionTransformer
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2,
+                            num_classes=3)  # fmt: skip
+    model = dyt.convert_vit(vit).eval()
+    with torch.no_grad():
+        for block in model.blocks:
+            block.mlp_token_select.mlp_head.weight.normal_(0, 0.5)
+    images = torch.randn(10, 3, 32, 32)
+    with torch.no_grad():
+        logits, aux = model(images)
+    predictions = logits.argmax(-1)
+    labels = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 2, 2])
+    hits = predictions == labels
+    per_class = [hits[labels == k].float().mean() for k in range(3)]
+    loader = DataLoader(TensorDataset(images, labels), batch_size=4)
+    result = evaluate(model, loader, torch.device("cpu"))
+    assert result.accuracy == pytest.approx(hits.float().mean().item())
+    assert result.mean_class_accuracy == pytest.approx(torch.stack(per_class).mean().item())
+    expected_gflops = flops_from_masks(model, aux["token_select"]).mean().item() / 1e9
+    assert result.gflops == pytest.approx(expected_gflops)
+    assert result.activation == pytest.approx(aux["token_select"].mean().item())

@@ -68,7 +68,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     from dyt.config import TrainConfig
     from dyt.convert import load_adapter, load_official_checkpoint
-    from dyt.data.vtab import VTABFolder, vtab_eval_transform
+    from dyt.data.vtab import VTABFolder, image_transform
     from dyt.train import build_model, evaluate
 
     run_dir = Path(args.run_dir)
@@ -80,7 +80,7 @@ def _eval(args: argparse.Namespace) -> int:
         cfg = replace(cfg, data_root=args.data_root)
     folder = Path(cfg.data_root)
     folder = folder if (folder / f"{args.split}.txt").exists() else folder / cfg.task
-    dataset = VTABFolder(folder, args.split, vtab_eval_transform(cfg.img_size))
+    dataset = VTABFolder(folder, args.split, image_transform(cfg.img_size, cfg.augment, False))
     model = build_model(cfg, dataset.num_classes)
     if args.checkpoint:
         load_official_checkpoint(model, args.checkpoint)

@@ -98,6 +98,9 @@ class TrainConfig:
     video_protocol: Literal["k400", "ssv2"] = "k400"
     """Clip sampling: "k400" (decord, stride 16, 3 temporal test clips) or "ssv2" (PyAV, one
     frame per segment, RandAugment + RandomResizedCrop, 3 spatial test crops)."""
+    augment: Literal["none", "rrc_flip"] = "none"
+    """Image pipeline: "none" (VTAB: resize only) or "rrc_flip" (full image sets: random resized
+    crop + flip; test resize 256/224 + centre crop)."""
     alpha: float = 2.0
     use_complete: bool = True
     """Train the complete model jointly: CE(complete) + KL(complete.detach() || student)."""
@@ -132,6 +135,8 @@ class TrainConfig:
             raise ValueError(
                 f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}"
             )
+        if self.augment not in ("none", "rrc_flip"):
+            raise ValueError(f"augment must be 'none' or 'rrc_flip', got {self.augment!r}")
         if self.video_protocol not in ("k400", "ssv2"):
             raise ValueError(
                 f"video_protocol must be 'k400' or 'ssv2', got {self.video_protocol!r}"
@@ -176,6 +181,7 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
         min_lr=0.0,
         weight_decay=0.01,
         warmup_epochs=20,
+        augment="rrc_flip",
     ),
     # Video (K400 / SSv2), 8 frames: d=64, s=0.1, batch 128, 2 warm-up epochs, 12 epochs (K400).
     "video_k400": TrainConfig(

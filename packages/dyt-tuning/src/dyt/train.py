@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from dyt.config import TrainConfig
 from dyt.convert import load_backbone, save_adapter
-from dyt.data.vtab import VTABFolder, vtab_eval_transform
+from dyt.data.vtab import VTABFolder, image_transform
 from dyt.flops import flops_from_masks
 from dyt.losses import DyTLoss
 from dyt.models.dyt_vit import DyTVisionTransformer, convert_vit
@@ -93,8 +93,10 @@ class EvalResult:
     activation: float
     """Mean eval-mask activation over images, layers and patch tokens."""
     gflops: float
-    """Mean per-image GFLOPs from the real eval masks (paper convention)."""
+    """Mean per-image (video: per view) GFLOPs from the real eval masks (paper convention)."""
     num_images: int
+    mean_class_accuracy: float = float("nan")
+    """Mean of the per-class accuracies (the metric for Flowers102, Aircraft and Pets)."""
 
 
 def _all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
@@ -112,34 +114,44 @@ def evaluate(
     sparse: bool | None = None,
     progress: bool | None = None,
 ) -> EvalResult:
-    """Top-1, eval activation and GFLOPs (sums reduced over DDP ranks)."""
+    """Top-1, mean per-class accuracy, eval activation and GFLOPs (reduced over DDP ranks)."""
     model.eval()
     correct = count = active_sum = flops_sum = 0.0
     token_slots = 0.0
+    class_hits = class_totals = torch.zeros(model.num_classes, dtype=torch.float64)
     for images, targets in progress_bar(loader, enabled=progress, desc="eval", leave=False):
         images, targets = images.to(device), targets.to(device)
+        views = 1
         if images.dim() == 6:  # video test views (B, V, 3, T, H, W): average logits over views
             batch, views = images.shape[:2]
             logits, aux = model(images.flatten(0, 1), sparse=sparse)
             logits = logits.view(batch, views, -1).mean(1)
         else:
             logits, aux = model(images, sparse=sparse)
-        correct += float((logits.argmax(-1) == targets).sum())
+        hits = logits.argmax(-1) == targets
+        correct += float(hits.sum())
         count += float(targets.numel())
+        class_totals = class_totals + targets.cpu().bincount(minlength=model.num_classes)
+        class_hits = class_hits + targets[hits].cpu().bincount(minlength=model.num_classes)
         active = aux["token_select"].squeeze(-1).sum(-1)  # (B, L)
         active_sum += float(active.sum())
         token_slots += float(aux["token_select"].numel())
-        flops_sum += float(flops_from_masks(model, aux["token_select"]).sum())
-    correct, count, active_sum, token_slots, flops_sum = _all_reduce_sum(
-        [correct, count, active_sum, token_slots, flops_sum], device
+        flops_sum += float(flops_from_masks(model, aux["token_select"]).sum()) / views
+    reduced = _all_reduce_sum(
+        [correct, count, active_sum, token_slots, flops_sum, *class_hits, *class_totals], device
     )
+    correct, count, active_sum, token_slots, flops_sum = reduced[:5]
+    class_hits = torch.tensor(reduced[5 : 5 + model.num_classes])
+    class_totals = torch.tensor(reduced[5 + model.num_classes :])
     if count == 0:
         raise ValueError("evaluation set is empty")
+    present = class_totals > 0
     return EvalResult(
         accuracy=correct / count,
         activation=active_sum / token_slots,
         gflops=flops_sum / count / 1e9,
         num_images=int(count),
+        mean_class_accuracy=float((class_hits[present] / class_totals[present]).mean()),
     )
 
 
@@ -199,9 +211,10 @@ def _train(cfg, ctx, progress, train_set, eval_set, num_classes) -> dict[str, ob
         num_classes = num_classes or max(label for _, label in train_set.items) + 1
     elif train_set is None:
         folder = _task_folder(cfg)
-        transform = vtab_eval_transform(cfg.img_size)
-        train_set = VTABFolder(folder, cfg.train_split, transform)
-        eval_set = VTABFolder(folder, cfg.eval_split, transform)
+        train_set = VTABFolder(folder, cfg.train_split, image_transform(cfg.img_size, cfg.augment))
+        eval_set = VTABFolder(
+            folder, cfg.eval_split, image_transform(cfg.img_size, cfg.augment, train=False)
+        )
         num_classes = num_classes or train_set.num_classes
     if num_classes is None:
         raise ValueError("num_classes is required when passing datasets")
@@ -271,6 +284,7 @@ def _train(cfg, ctx, progress, train_set, eval_set, num_classes) -> dict[str, ob
             result = evaluate(unwrap_model(runner).model, eval_loader, ctx.device, progress=False)
             record.update(
                 eval_accuracy=result.accuracy,
+                eval_mean_class_accuracy=result.mean_class_accuracy,
                 eval_activation=result.activation,
                 eval_gflops=result.gflops,
             )

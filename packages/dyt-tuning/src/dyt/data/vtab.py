@@ -15,6 +15,7 @@ __all__ = [
     "read_split_file",
     "vtab_group_means",
     "vtab_eval_transform",
+    "image_transform",
 ]
 
 # task folder -> number of classes
@@ -51,6 +52,34 @@ def read_split_file(path: Path) -> list[tuple[str, int]]:
     if not items:
         raise ValueError(f"{path} lists no images")
     return items
+
+
+def image_transform(img_size: int = 224, augment: str = "none", train: bool = True) -> Callable:
+    """The paper's image pipelines, normalised with mean = std = 0.5.
+
+    ``augment="none"`` (VTAB-1K): bicubic resize to img_size x img_size, train and test alike.
+    ``augment="rrc_flip"`` (full image sets): RandomResizedCrop + horizontal flip in training;
+    resize the short side to img_size * 256 / 224 then centre crop at test.
+    """
+    from torchvision import transforms
+
+    if augment == "none":
+        return vtab_eval_transform(img_size)
+    if augment != "rrc_flip":
+        raise ValueError(f"augment must be 'none' or 'rrc_flip', got {augment!r}")
+    bicubic = transforms.InterpolationMode.BICUBIC
+    if train:
+        steps = [
+            transforms.RandomResizedCrop(img_size, interpolation=bicubic),
+            transforms.RandomHorizontalFlip(),
+        ]
+    else:
+        steps = [
+            transforms.Resize(round(img_size * 256 / 224), interpolation=bicubic),
+            transforms.CenterCrop(img_size),
+        ]
+    normalise = transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    return transforms.Compose([*steps, transforms.ToTensor(), normalise])
 
 
 def vtab_eval_transform(img_size: int = 224) -> Callable:
