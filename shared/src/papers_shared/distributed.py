@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -67,13 +68,21 @@ def cleanup_distributed() -> None:
         dist.destroy_process_group()
 
 
-def wrap_ddp(model: nn.Module, ctx: DistContext, find_unused_parameters: bool = False) -> nn.Module:
-    """Wrap in ``DistributedDataParallel`` when running distributed; otherwise return ``model``."""
+def wrap_ddp(
+    model: nn.Module, ctx: DistContext, find_unused_parameters: bool = False, **ddp_kwargs: Any
+) -> nn.Module:
+    """Wrap in ``DistributedDataParallel`` when running distributed; otherwise return ``model``.
+
+    ``ddp_kwargs`` go to DDP unchanged (e.g. ``static_graph``, ``broadcast_buffers``).
+    """
     if not ctx.is_distributed:
         return model
     device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(
-        model, device_ids=device_ids, find_unused_parameters=find_unused_parameters
+        model,
+        device_ids=device_ids,
+        find_unused_parameters=find_unused_parameters,
+        **ddp_kwargs,
     )
 
 
@@ -101,11 +110,16 @@ def all_reduce_mean(value: float | torch.Tensor) -> float:
 
 @contextlib.contextmanager
 def autocast(
-    device: torch.device, enabled: bool = True, dtype: torch.dtype = torch.bfloat16
+    device: torch.device,
+    enabled: bool = True,
+    dtype: torch.dtype = torch.bfloat16,
+    *,
+    allow_cpu: bool = False,
 ) -> Iterator[None]:
-    """Mixed precision on GPU (bf16 by default); a no-op on CPU so CPU results stay fp32."""
-    if enabled and device.type == "cuda":
-        with torch.autocast(device_type="cuda", dtype=dtype):
+    """Mixed precision on GPU (bf16 by default); a no-op on CPU so CPU results stay fp32,
+    unless ``allow_cpu`` (CPU autocast, bf16 only)."""
+    if enabled and (device.type == "cuda" or (allow_cpu and device.type == "cpu")):
+        with torch.autocast(device_type=device.type, dtype=dtype):
             yield
     else:
         yield

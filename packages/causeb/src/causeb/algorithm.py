@@ -128,13 +128,29 @@ class CauseEB(Algorithm):
         freeze_batchnorm2d(self)  # the projector's BatchNorm1d still trains
         return self
 
+    def ddp_modules(self) -> list[str]:
+        """One DDP wrapper per part ``update`` runs (each called once or twice per step, no
+        unused parameters, so no ``find_unused_parameters``). The projector is wrapped only when
+        it is optimised: by default it stays at its initial weights on every rank. Its
+        BatchNorm1d running statistics (never used by ``predict``) are per rank, as DDP's buffer
+        broadcast is off (see ``Algorithm.distribute``)."""
+        names = [
+            "base",
+            "featurizer_class",
+            "featurizer_domains",
+            "classifier_class",
+            "classifier_domains",
+        ]
+        return [*names, "cdpl"] if self.hparams["train_projector"] else names
+
     def rds(self, h: torch.Tensor) -> torch.Tensor:
+        """RDS in full precision (also under autocast); output in ``h``'s dtype."""
         return random_domain_sampling(
-            h,
+            h.float(),
             num_draws=int(self.hparams["rds_draws"]),
             generator=self.rds_generator,
             use_abs_sigma=bool(self.hparams["use_abs_sigma"]),
-        )
+        ).to(h.dtype)
 
     def features(
         self, x: torch.Tensor
@@ -144,23 +160,36 @@ class CauseEB(Algorithm):
         Each trunk runs once on the clean and augmented maps stacked (2B): identical to two
         passes since BatchNorm2d is frozen (GroupNorm is per sample); dropout masks differ per row.
         """
-        h = self.base(x)
+        h = self.parallel("base")(x)
         both = torch.cat([h, self.rds(h)])
-        zc, zc_aug = self.featurizer_class(both).chunk(2)
-        zd, zd_aug = self.featurizer_domains(both).chunk(2)
+        zc, zc_aug = self.parallel("featurizer_class")(both).chunk(2)
+        zd, zd_aug = self.parallel("featurizer_domains")(both).chunk(2)
         return (zc, zc_aug), (zd, zd_aug)
 
     def losses(self, x: torch.Tensor, y: torch.Tensor, d: torch.Tensor) -> dict[str, torch.Tensor]:
-        """All loss terms for images ``x: (B, C, H, W)``, labels ``y: (B,)``, domains ``d: (B,)``."""
-        causal, domain = self.features(x)
+        """All loss terms for images ``x: (B, C, H, W)``, labels ``y: (B,)``, domains ``d: (B,)``.
+
+        Under data-parallel training the batch-level terms (RDS's batch Gaussian, HSIC, the
+        projector's BatchNorm1d, G's max) see each rank's rows only. Under autocast only the
+        backbone parts run in low precision; heads and losses run in float32.
+        """
+        with self.autocast():
+            causal_low, domain_low = self.features(x)
+        zc, zc_aug = (z.float() for z in causal_low)
+        zd, zd_aug = (z.float() for z in domain_low)
+        causal, domain = (zc, zc_aug), (zd, zd_aug)
+        head_class, head_domains = (
+            self.parallel("classifier_class"),
+            self.parallel("classifier_domains"),
+        )
         main = (
-            F.cross_entropy(self.classifier_class(causal[0]), y)
-            + F.cross_entropy(self.classifier_class(causal[1]), y)
-            + F.cross_entropy(self.classifier_domains(domain[0]), d)
+            F.cross_entropy(head_class(zc), y)
+            + F.cross_entropy(head_class(zc_aug), y)
+            + F.cross_entropy(head_domains(zd), d)
         )
         indp = independence_loss(causal, domain)
         cons = consistency_loss(
-            causal, domain, self.cdpl, float(self.hparams["dissimilarity_margin"])
+            causal, domain, self.parallel("cdpl"), float(self.hparams["dissimilarity_margin"])
         )
         total = main + float(self.hparams["beta"]) * cons + float(self.hparams["alpha"]) * indp
         return {
@@ -178,9 +207,7 @@ class CauseEB(Algorithm):
         y = torch.cat([y for _, y in minibatches])
         d = torch.cat([torch.full_like(yi, i) for i, (_, yi) in enumerate(minibatches)])
         terms = self.losses(x, y, d)
-        self.optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        self.optimizer.step()
+        self.backward_step(terms["loss"], self.optimizer)
         return {name: value.item() for name, value in terms.items()}
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:

@@ -113,18 +113,26 @@ class RIDG(ERM):
     ) -> dict[str, float]:
         x = torch.cat([x for x, _ in minibatches])
         y = torch.cat([y for _, y in minibatches])
-        features = self.featurizer(x)  # (N, D)
-        if self.hparams["ridg_double_forward"]:
-            logits = self.predict(x)  # official: a second pass (other dropout mask)
-        else:
-            logits = self.classifier(features)
-        ce = F.cross_entropy(logits, y)
-        invariance = self.invariance(features, self.classifier, y)
+        featurizer, classifier = self.parallel("featurizer"), self.parallel("classifier")
+        with self.autocast():
+            features = featurizer(x)  # (N, D)
+            if self.hparams["ridg_double_forward"]:  # official: a second pass (new dropout mask)
+                logits = classifier(featurizer(x))
+            else:
+                logits = classifier(features)
+            ce = F.cross_entropy(logits, y)
+        # full precision for the bank and the distance; under DDP the bank update all-reduces
+        # the class sums, and the head weight's gradient from this term joins DDP's all-reduce
+        invariance = self.invariance(features.float(), self.classifier, y)
         loss = ce + float(self.hparams["ridg_reg"]) * invariance
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        self.backward_step(loss, self.optimizer)
         return {"loss": loss.item(), "ce": ce.item(), "invariance": invariance.item()}
+
+    def ddp_modules(self) -> list[str]:
+        """Two DDP wrappers: ``update`` needs the features as well as the logits. The head's
+        weight is also used outside its forward (the invariance term): its gradient is
+        accumulated once per step, before DDP averages it."""
+        return ["featurizer", "classifier"]
 
     def load_state_dict(
         self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False

@@ -44,7 +44,11 @@ def rationale(features: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 def sample_weights(
-    labels: torch.Tensor, reduction: str, rep_shape: tuple[int, ...], min_class_count: int = 1
+    labels: torch.Tensor,
+    reduction: str,
+    rep_shape: tuple[int, ...],
+    min_class_count: int = 1,
+    class_counts: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-sample weights w_n so that ``loss = sum_n w_n * ||rep_n - target_{y_n}||^2``.
 
@@ -52,19 +56,24 @@ def sample_weights(
     ``official``: per class, mean over samples and all but the last representation axis, summed
     over classes. ``paper``: total squared distance / N. ``mse``: per-class mean over every
     element, summed over classes. Samples of classes with fewer than ``min_class_count`` samples
-    in the batch get weight 0. Returns (classes (P,), inverse (N,), counts (P,), w (N,)).
+    in the batch get weight 0. ``class_counts`` (C,): per-class counts of the batch the weights
+    refer to (data-parallel training: the global batch of which ``labels`` is one rank's share);
+    default: the counts in ``labels``. Returns (classes (P,), inverse (N,), counts (P,), w (N,)),
+    counts being those in ``labels``.
     """
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     classes, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
-    per_sample_count = counts[inverse].to(torch.float64)
+    batch_counts = counts if class_counts is None else class_counts[classes]
+    per_sample_count = batch_counts[inverse].to(torch.float64)
+    batch_size = len(labels) if class_counts is None else float(class_counts.sum())
     lead = 1
     for size in rep_shape[:-1]:
         lead *= size
     if reduction == "official":
         w = 1.0 / (lead * per_sample_count)
     elif reduction == "paper":
-        w = torch.full_like(per_sample_count, 1.0 / len(labels))
+        w = torch.full_like(per_sample_count, 1.0 / batch_size)
     else:
         w = 1.0 / (lead * rep_shape[-1] * per_sample_count)
     if min_class_count > 1:
@@ -79,13 +88,17 @@ def naive_rationale_loss(
     target: torch.Tensor | None,
     reduction: str = "official",
     min_class_count: int = 1,
+    class_counts: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Reference form that materialises the (K, N, D) rationale; use it to check the closed form.
 
     target: (C, K, D) class-mean bank (treated as constant) or None for a zero target.
+    class_counts: see :func:`sample_weights`.
     """
     R = rationale(features, weight)  # (K, N, D)
-    _, _, _, w = sample_weights(labels, reduction, tuple(weight.shape), min_class_count)
+    _, _, _, w = sample_weights(
+        labels, reduction, tuple(weight.shape), min_class_count, class_counts
+    )
     if target is not None:
         R = R - target.detach()[labels].to(R.dtype).transpose(0, 1)
     per_sample = R.pow(2).sum(dim=(0, 2))  # (N,)
@@ -146,6 +159,7 @@ def closed_form_rationale_loss(
     reduction: str = "official",
     chunk_elements: int = DEFAULT_CHUNK_ELEMENTS,
     min_class_count: int = 1,
+    class_counts: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Same value and gradients as :func:`naive_rationale_loss`, without the (K, N, D) tensor.
 
@@ -153,7 +167,9 @@ def closed_form_rationale_loss(
     ||R_n - B_c||^2 = sum_j (z_nj^2 s_j - 2 z_nj t_cj) + ||B_c||^2, so the loss needs only
     (N, D), (P, D) and chunks of the bank.
     """
-    classes, inverse, _, w = sample_weights(labels, reduction, tuple(weight.shape), min_class_count)
+    classes, inverse, _, w = sample_weights(
+        labels, reduction, tuple(weight.shape), min_class_count, class_counts
+    )
     w = w.to(features.dtype)
     s = weight.pow(2).sum(dim=0)  # (D,)
     loss = (w * (features.pow(2) @ s)).sum()
@@ -191,7 +207,9 @@ class RationaleInvarianceLoss(nn.Module):
     ``bank = (1 - momentum) * bank + momentum * batch_mean``, momentum = weight of the *new* mean)
     and then measures the distance to the updated, stop-gradient bank. In eval mode the bank is
     left untouched. Under ``torch.distributed`` the class means are all-reduced before the
-    update, so every rank holds the same bank (the loss itself stays per rank, as DDP expects).
+    update, so every rank holds the same bank, and the loss is normalised by the global batch's
+    class counts and multiplied by the world size: each rank returns its share of the global
+    loss scaled so that DDP's gradient average equals the one-process gradient.
 
     Args:
         num_classes: C, the number of classes (= K, the head's outputs).
@@ -298,20 +316,36 @@ class RationaleInvarianceLoss(nn.Module):
             return features @ weight.t()
         return rationale(features, weight)
 
+    def global_class_counts(self, labels: torch.Tensor) -> torch.Tensor:
+        """(C,) per-class sample counts summed over all ranks (one all-reduce)."""
+        counts = torch.bincount(labels, minlength=self.num_classes)
+        torch.distributed.all_reduce(counts)
+        return counts
+
     @torch.no_grad()
     def update_bank(
-        self, features: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor
+        self,
+        features: torch.Tensor,
+        weight: torch.Tensor,
+        labels: torch.Tensor,
+        class_counts: torch.Tensor | None = None,
     ) -> None:
-        """Moving-average update of the bank rows of the classes in ``labels`` (no autograd)."""
+        """Moving-average update of the bank rows of the classes in ``labels`` (no autograd).
+
+        Under ``torch.distributed`` the class sums are all-reduced (``class_counts``: the
+        :meth:`global_class_counts`, computed when not given), so every rank applies the same
+        update with the class means of the global batch.
+        """
         if self.variant == "zero_target":
             return
         features, weight = features.detach(), weight.detach()
         if _world_size() > 1:  # DDP: global class means, so every rank keeps the same bank
             sums = features.new_zeros(self.num_classes, features.shape[1])
             sums.index_add_(0, labels, features)
-            counts = torch.bincount(labels, minlength=self.num_classes).to(features.dtype)
             torch.distributed.all_reduce(sums)
-            torch.distributed.all_reduce(counts)
+            if class_counts is None:
+                class_counts = self.global_class_counts(labels)
+            counts = class_counts.to(features.dtype)
             classes = torch.nonzero(counts).flatten()
             sums, counts = sums[classes], counts[classes].long()
         else:
@@ -345,9 +379,17 @@ class RationaleInvarianceLoss(nn.Module):
         return x.to(self.bank.dtype)
 
     def distance(
-        self, features: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor
+        self,
+        features: torch.Tensor,
+        weight: torch.Tensor,
+        labels: torch.Tensor,
+        class_counts: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The invariance loss against the current bank (no update). Returns a scalar."""
+        """The invariance loss against the current bank (no update). Returns a scalar.
+
+        ``class_counts`` (C,): normalise by these per-class counts (a global batch's) instead of
+        the counts in ``labels`` (see :func:`sample_weights`).
+        """
         target = None if self.variant == "zero_target" else self.bank
         if self.bank.dim() == 3:
             if self.use_closed_form:
@@ -359,13 +401,20 @@ class RationaleInvarianceLoss(nn.Module):
                     self.reduction,
                     self.chunk_elements,
                     self.min_class_count,
+                    class_counts,
                 )
             return naive_rationale_loss(
-                features, weight, labels, target, self.reduction, self.min_class_count
+                features,
+                weight,
+                labels,
+                target,
+                self.reduction,
+                self.min_class_count,
+                class_counts,
             )
         rep = self.representation(features, weight)  # (N, S)
         _, _, _, w = sample_weights(
-            labels, self.reduction, tuple(rep.shape[1:]), self.min_class_count
+            labels, self.reduction, tuple(rep.shape[1:]), self.min_class_count, class_counts
         )
         diff = rep - self.bank.detach()[labels].to(rep.dtype)
         return (w.to(rep.dtype) * diff.pow(2).sum(dim=1)).sum()
@@ -384,6 +433,14 @@ class RationaleInvarianceLoss(nn.Module):
                 f"got {type(head).__name__}"
             )
         self._check(features, weight, labels)
-        if self.training:
+        if not self.training:
+            return self.distance(features, weight, labels)
+        world_size = _world_size()
+        if world_size == 1:
             self.update_bank(features, weight, labels)
-        return self.distance(features, weight, labels)
+            return self.distance(features, weight, labels)
+        # DDP: weights from the global batch's class counts, times the world size, so that
+        # DDP's gradient average is the one-process gradient on the global batch
+        class_counts = self.global_class_counts(labels)
+        self.update_bank(features, weight, labels, class_counts)
+        return world_size * self.distance(features, weight, labels, class_counts)

@@ -36,7 +36,14 @@ from papers_shared.dg.networks import (
 )
 from papers_shared.dg.selection import select_hparams, select_run
 from papers_shared.dg.sweep import load_records, make_jobs, results_table, run_jobs
-from papers_shared.dg.trainer import TrainConfig, accuracy, load_algorithm, train, train_algorithm
+from papers_shared.dg.trainer import (
+    TrainConfig,
+    accuracy,
+    check_replicas_in_sync,
+    load_algorithm,
+    train,
+    train_algorithm,
+)
 
 __all__ = [
     "ALGORITHMS",
@@ -82,6 +89,7 @@ __all__ = [
     "load_algorithm",
     "train",
     "train_algorithm",
+    "check_replicas_in_sync",
     "RunResult",
     "compare_algorithms",
     "comparison_table",

@@ -1,8 +1,15 @@
-"""DomainBed's two-method contract: ``update(minibatches) -> dict`` and ``predict(x)``."""
+"""DomainBed's two-method contract: ``update(minibatches) -> dict`` and ``predict(x)``.
+
+For data-parallel training (``torchrun``) an algorithm names the submodules its ``update`` runs
+through (:meth:`Algorithm.ddp_modules`); :meth:`Algorithm.distribute` wraps them in torch's
+``DistributedDataParallel`` and ``update`` calls them via :meth:`Algorithm.parallel`. The
+wrappers are not registered submodules, so ``state_dict`` keys never gain a ``module.`` prefix.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -11,6 +18,7 @@ from torch import nn
 
 from papers_shared.dg.hparams import HParam, HParamSpace, base_hparam_space
 from papers_shared.dg.networks import build_classifier, build_featurizer
+from papers_shared.distributed import DistContext, autocast, wrap_ddp
 
 __all__ = [
     "Algorithm",
@@ -20,7 +28,15 @@ __all__ = [
     "register_algorithm",
     "get_algorithm_class",
     "hparam_space",
+    "AMP_DTYPES",
 ]
+
+# ``--amp`` choices: autocast dtype (None: full precision). fp16 also scales the loss.
+AMP_DTYPES: dict[str, torch.dtype | None] = {
+    "none": None,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
 
 Minibatches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 A = TypeVar("A", bound=type["Algorithm"])
@@ -65,11 +81,102 @@ class Algorithm(nn.Module):
         self.num_classes = num_classes
         self.num_domains = num_domains
         self.hparams = dict(hparams)
+        # Plain attributes (not submodules): DDP wrappers by submodule name, mixed precision.
+        self._parallel: dict[str, nn.Module] = {}
+        self._amp_device = torch.device("cpu")
+        self._amp_dtype: torch.dtype | None = None
+        self._grad_scaler: torch.amp.GradScaler | None = None
 
     @classmethod
     def extra_hparams(cls, dataset: str) -> dict[str, HParam]:
         """The algorithm's own hyper-parameters (override in subclasses)."""
         return {}
+
+    # -- data-parallel training ---------------------------------------------------------------
+
+    def ddp_modules(self) -> list[str]:
+        """Names of the submodules ``update`` calls through :meth:`parallel`; together they must
+        hold every optimised parameter. Empty (the default): the algorithm cannot run under DDP."""
+        return []
+
+    def distribute(self, ctx: DistContext, **ddp_kwargs: Any) -> None:
+        """Wrap :meth:`ddp_modules` in ``DistributedDataParallel`` (no-op in one process).
+
+        Call after moving the algorithm to its device. ``ddp_kwargs`` go to DDP (e.g.
+        ``find_unused_parameters``, ``static_graph``). ``broadcast_buffers`` defaults to False:
+        the harness's buffers never need rank 0's copy (frozen ResNet BatchNorm, GroupNorm CNN;
+        an algorithm keeps its own buffers in sync, e.g. RIDG's bank), and the per-call
+        broadcast would break modules called twice per step (RIDG's double forward, CausEB's
+        projector) by changing BatchNorm statistics saved for backward. Raises ``NotImplementedError`` when the
+        algorithm names no modules and ``ValueError`` when an optimised parameter lies outside
+        them (its gradient would not be averaged and the ranks would drift apart).
+        """
+        self._parallel = {}
+        if not ctx.is_distributed:
+            return
+        names = self.ddp_modules()
+        if not names:
+            raise NotImplementedError(
+                f"{type(self).__name__} does not support data-parallel training: override "
+                "ddp_modules() and call self.parallel(name) in update()"
+            )
+        covered = {id(p) for name in names for p in getattr(self, name).parameters()}
+        optimizers = [v for v in vars(self).values() if isinstance(v, torch.optim.Optimizer)]
+        outside = [
+            name
+            for name, p in self.named_parameters()
+            if id(p) not in covered
+            and any(p is q for opt in optimizers for g in opt.param_groups for q in g["params"])
+        ]
+        if outside:
+            raise ValueError(
+                f"{type(self).__name__}: optimised parameters outside ddp_modules() {names}: "
+                f"{outside[:5]}{' ...' if len(outside) > 5 else ''}"
+            )
+        options = {"broadcast_buffers": False, **ddp_kwargs}
+        self._parallel = {name: wrap_ddp(getattr(self, name), ctx, **options) for name in names}
+
+    def undistribute(self) -> None:
+        """Drop the DDP wrappers (the modules themselves are unchanged)."""
+        self._parallel = {}
+
+    def parallel(self, name: str) -> nn.Module:
+        """Submodule ``name`` as ``update`` must call it: its DDP wrapper when distributed."""
+        wrapped = self._parallel.get(name)
+        return wrapped if wrapped is not None else getattr(self, name)
+
+    # -- mixed precision --------------------------------------------------------------------------
+
+    def set_precision(self, amp: str, device: torch.device) -> None:
+        """``amp``: ``none``, ``bf16`` or ``fp16`` autocast in :meth:`autocast` (fp16 with a
+        ``GradScaler`` in :meth:`backward_step`). CUDA runs both; CPU runs bf16 only."""
+        if amp not in AMP_DTYPES:
+            raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)}, got {amp!r}")
+        if amp == "fp16" and device.type != "cuda":
+            raise ValueError("amp='fp16' (autocast + GradScaler) needs a CUDA device; use bf16")
+        self._amp_device = device
+        self._amp_dtype = AMP_DTYPES[amp]
+        self._grad_scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+
+    @contextlib.contextmanager
+    def autocast(self) -> Iterator[None]:
+        """Autocast context for ``update``'s forward passes (no-op without ``set_precision``)."""
+        dtype = self._amp_dtype or torch.bfloat16
+        with autocast(
+            self._amp_device, enabled=self._amp_dtype is not None, dtype=dtype, allow_cpu=True
+        ):
+            yield
+
+    def backward_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """``zero_grad``, ``backward`` and ``step`` (loss-scaled under fp16 autocast)."""
+        optimizer.zero_grad(set_to_none=True)
+        if self._grad_scaler is None:
+            loss.backward()
+            optimizer.step()
+            return
+        self._grad_scaler.scale(loss).backward()
+        self._grad_scaler.step(optimizer)
+        self._grad_scaler.update()
 
     def update(
         self, minibatches: Minibatches, unlabeled: Sequence[torch.Tensor] | None = None
@@ -114,11 +221,13 @@ class ERM(Algorithm):
     ) -> dict[str, float]:
         x = torch.cat([x for x, _ in minibatches])
         y = torch.cat([y for _, y in minibatches])
-        loss = F.cross_entropy(self.predict(x), y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        with self.autocast():
+            loss = F.cross_entropy(self.parallel("network")(x), y)
+        self.backward_step(loss, self.optimizer)
         return {"loss": loss.item()}
+
+    def ddp_modules(self) -> list[str]:
+        return ["network"]
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)

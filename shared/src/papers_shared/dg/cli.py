@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
+from papers_shared.dg.algorithms import AMP_DTYPES
 from papers_shared.dg.datasets import DATASETS
 from papers_shared.dg.selection import SELECTION_METHODS
 from papers_shared.dg.sweep import (
@@ -42,8 +44,11 @@ def _train(args: argparse.Namespace) -> int:
         save_model_every_checkpoint=args.save_model_every_checkpoint,
         device=args.device,
         progress=args.progress,
+        amp=args.amp,
     )
-    records = train(cfg)
+    records = train(cfg)  # data-parallel under torchrun / accelerate launch (WORLD_SIZE > 1)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # every rank holds the same records; rank 0 reports them
     last = records[-1]
     print(
         json.dumps({k: v for k, v in last.items() if k not in ("hparams", "args")}, sort_keys=True)
@@ -97,8 +102,9 @@ def add_dg_commands(subparsers: argparse._SubParsersAction, prog: str, algorithm
         "train",
         help="one DomainBed training run (results.jsonl, model.pkl, done)",
         formatter_class=fmt,
-        epilog=f"examples:\n  {prog} train --dataset RotatedDigits --test_envs 0 --steps 200 --output_dir out\n"
-        f"  {prog} train --data_dir data --dataset PACS --test_envs 0 --hparams_seed 3 --output_dir out",
+        epilog=f"examples:\n  torchrun --nproc_per_node 2 -m {prog}.cli train --data_dir data "
+        "--dataset PACS --test_envs 0 --amp bf16 --output_dir out\n"
+        f"  {prog} train --dataset RotatedDigits --test_envs 0 --steps 200 --output_dir out",
     )
     p.add_argument("--data_dir", default=None)
     p.add_argument("--dataset", default="RotatedDigits", choices=datasets)
@@ -115,7 +121,15 @@ def add_dg_commands(subparsers: argparse._SubParsersAction, prog: str, algorithm
     p.add_argument("--holdout_fraction", type=float, default=0.2)
     p.add_argument("--skip_model_save", action="store_true")
     p.add_argument("--save_model_every_checkpoint", action="store_true")
-    p.add_argument("--device", default=None)
+    p.add_argument(
+        "--device", default=None, help="default: cuda (cuda:LOCAL_RANK) if any, else cpu"
+    )
+    p.add_argument(
+        "--amp",
+        default="none",
+        choices=list(AMP_DTYPES),
+        help="autocast for training steps: bf16, or fp16 with loss scaling (CUDA only)",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
     p.set_defaults(handler=_train)
 

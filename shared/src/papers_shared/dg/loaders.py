@@ -55,16 +55,28 @@ def class_balanced_weights(dataset: Dataset) -> torch.Tensor:
 
 
 class _InfiniteSampler(torch.utils.data.Sampler[list[int]]):
-    def __init__(self, batch_sampler: torch.utils.data.BatchSampler) -> None:
+    """Endless index batches; each keeps only rows ``rank::world_size`` of the drawn batch."""
+
+    def __init__(
+        self, batch_sampler: torch.utils.data.BatchSampler, rank: int = 0, world_size: int = 1
+    ) -> None:
         self.batch_sampler = batch_sampler
+        self.rank = rank
+        self.world_size = world_size
 
     def __iter__(self) -> Iterator[list[int]]:
         while True:
-            yield from self.batch_sampler
+            for batch in self.batch_sampler:
+                yield batch[self.rank :: self.world_size]
 
 
 class InfiniteDataLoader:
-    """Endless batches sampled with replacement (or by ``weights``), as in DomainBed."""
+    """Endless batches sampled with replacement (or by ``weights``), as in DomainBed.
+
+    ``shard=(rank, world_size)`` (data-parallel training): every rank draws the same global batch
+    of ``batch_size`` indices (give each the same seeded ``generator``) and loads only its rows
+    ``rank::world_size``, so the ranks' batches together are the one-process batch.
+    """
 
     def __init__(
         self,
@@ -73,9 +85,19 @@ class InfiniteDataLoader:
         batch_size: int,
         num_workers: int = 0,
         generator: torch.Generator | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        rank, world_size = shard
+        if not 0 <= rank < world_size:
+            raise ValueError(
+                f"shard must be (rank, world_size) with 0 <= rank < world_size, got {shard}"
+            )
+        if batch_size < world_size:
+            raise ValueError(
+                f"batch_size {batch_size} is smaller than the {world_size} processes sharing it"
+            )
         n = len(dataset)  # type: ignore[arg-type]
         if n == 0:
             raise ValueError("cannot sample batches from an empty dataset")
@@ -91,7 +113,7 @@ class InfiniteDataLoader:
             DataLoader(
                 dataset,
                 num_workers=num_workers,
-                batch_sampler=_InfiniteSampler(batch_sampler),
+                batch_sampler=_InfiniteSampler(batch_sampler, rank, world_size),
                 persistent_workers=num_workers > 0,
             )
         )
