@@ -97,3 +97,28 @@ def test_optional_pixel_kl_with_complete_model():
     assert block.mlp_token_select.mlp_head.weight.grad is None
     _total(losses).backward()
     assert block.mlp_token_select.mlp_head.weight.grad is not None
+
+
+@pytest.mark.parametrize("preset, decay", [("official", "PolyLR"), ("paper", "CosineAnnealingLR")])
+def test_segmentation_config_presets_build_and_run(preset, decay):
+    from dyt.models.mmseg_backbone import segmentation_config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    init_default_scope("mmseg")  # what mmseg's runtime _base_ config sets
+
+    config = segmentation_config("coco_stuff164k", preset, backbone_overrides=TINY)
+    warmup, schedule = config["param_scheduler"]
+    assert warmup["type"] == "LinearLR" and warmup["end"] == 1500
+    assert schedule["type"] == decay and schedule["end"] == 80_000
+    assert config["optim_wrapper"]["optimizer"]["weight_decay"] == 0.05
+    model_cfg = config["model"]
+    assert model_cfg["decode_head"]["num_classes"] == 171
+    assert model_cfg["backbone"]["use_rel_pos_bias"] and model_cfg["decode_head"]["channels"] == 32
+    model_cfg["decode_head"]["norm_cfg"] = model_cfg["auxiliary_head"]["norm_cfg"] = dict(type="BN")
+    segmentor = MODELS.build(model_cfg).eval()
+    with torch.no_grad():
+        logits = segmentor(torch.randn(1, 3, 64, 64), mode="tensor")
+    assert logits.shape == (1, 171, 16, 16)
+    with pytest.raises(ValueError, match="dataset"):
+        segmentation_config("cityscapes")
