@@ -306,9 +306,15 @@ class ConvRelPosEnc(nn.Module):
 
 
 class FusedAttentionWeights(NamedTuple):
-    """Per segment s, the qkv rows [q_s; k_s; v_s]: weight (3c, C), bias (3c,), with ``norm0``
-    folded into segment 0; and the folded aggregator."""
+    """Weights of the fused path; c = channels per segment, C = 5c.
 
+    identity_weight: (3, c, C), the q/k/v rows of segment 0 with ``norm0`` folded in.
+    mixed_bias: (3, 4c), per q/k/v the bias of the four aggregator outputs (folded BN shifts).
+    qkv_weights, qkv_biases: per segment 1-4, the rows [q_s; k_s; v_s], (3c, C) and (3c,).
+    """
+
+    identity_weight: torch.Tensor
+    mixed_bias: torch.Tensor
     qkv_weights: tuple[torch.Tensor, ...]
     qkv_biases: tuple[torch.Tensor, ...]
     aggregator: FusedAggregatorWeights
@@ -374,9 +380,11 @@ class GroupMixAttention(nn.Module):
             *self.aggregator.parameters(),
             *self.aggregator.buffers(),
         ]
-        key = tuple((t.data_ptr(), t._version, t.dtype) for t in sources)
+        # inference tensors (a model built under inference_mode) have no version counter
+        cacheable = not any(t.is_inference() for t in sources)
+        key = tuple((t.data_ptr(), t._version, t.dtype) for t in sources) if cacheable else ()
         cached = self._fused_cache
-        if cached is not None and cached[0] == key:
+        if cacheable and cached is not None and cached[0] == key:
             return cached[1]
         seg, dim = self.seg_dim, self.dim
         aggregator = self.aggregator.fused_weights()
@@ -388,10 +396,16 @@ class GroupMixAttention(nn.Module):
             bias = weights[0].new_zeros(3 * dim)
         biases = list(bias.view(3, NUM_SEGMENTS, seg).transpose(0, 1).reshape(NUM_SEGMENTS, -1))
         scale = aggregator.identity_scale.repeat(3)  # segment 0: fold norm0 into the rows
-        weights[0] = scale[:, None] * weights[0]
-        biases[0] = scale * biases[0] + aggregator.identity_shift.repeat(3)
-        params = FusedAttentionWeights(tuple(weights), tuple(biases), aggregator)
-        self._fused_cache = (key, params)
+        identity_bias = scale * biases[0] + aggregator.identity_shift.repeat(3)
+        branch_bias = torch.cat(aggregator.pointwise_bias)
+        params = FusedAttentionWeights(
+            identity_weight=(scale[:, None] * weights[0]).view(3, seg, dim),
+            mixed_bias=torch.cat([identity_bias.view(3, seg), branch_bias.expand(3, -1)], dim=1),
+            qkv_weights=tuple(weights[1:]),
+            qkv_biases=tuple(biases[1:]),
+            aggregator=aggregator,
+        )
+        self._fused_cache = (key, params) if cacheable else None
         return params
 
     def forward_fused(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -401,16 +415,16 @@ class GroupMixAttention(nn.Module):
         The group aggregators run token-major, (B, N, channels), which is the channels-last
         layout of the depthwise convs: per segment, one matmul gives its q, k and v channels
         (norm0 folded in for segment 0), one depthwise conv runs over all three, and one matmul
-        applies the BN-folded pointwise conv. The attention products run channel-major,
-        (B, h, d, N), with the softmax along the contiguous token axis; the CRPE convs run
-        channels-last on v'.
+        applies the BN-folded pointwise conv. Attention and CRPE stay token-major too: per
+        head, two strided matrix products (softmax_N(k')^T v', then q' times it), written straight
+        into the projection's input.
         """
         batch, num_tokens, dim = x.shape
         seg, heads, head_dim = self.seg_dim, self.num_heads, self.head_dim
         height, width = size
         weights = self._fused_params()
         agg = weights.aggregator
-        # 5 x (B, N, 3c): [q_s | k_s | v_s] of segment s
+        # segments 1-4, each (B, N, 3c): [q_s | k_s | v_s]
         segments = [F.linear(x, w, b) for w, b in zip(weights.qkv_weights, weights.qkv_biases)]
 
         def image(tokens: torch.Tensor) -> torch.Tensor:  # (B, N, ch) -> channels-last view
@@ -419,36 +433,41 @@ class GroupMixAttention(nn.Module):
         def tokens(conv_output: torch.Tensor) -> torch.Tensor:  # channels-last image -> (B, N, ch)
             return conv_output.permute(0, 2, 3, 1).reshape(batch, num_tokens, -1)
 
-        # q', k', v' token-major, (B, N, 3, 4, c) = [q' | k' | v'] per token, each head-major (h, d);
-        # every branch writes its slice of it in place
-        mixed = x.new_empty(batch, num_tokens, 3, 4, seg)
-        mixed[:, :, :, 0] = segments[0].view(batch, num_tokens, 3, seg)
-        rows = mixed.view(-1, 4, seg)  # (3BN, 4, c)
-        for branch, (kernel, pointwise, bias) in enumerate(
-            zip(agg.depthwise, agg.pointwise, agg.pointwise_bias), start=1
+        # q', k', v': (3, B, N, 4c), each token-major with head-major channels (h, d); the branches
+        # accumulate their pointwise convs into it in place
+        mixed = x.new_empty(3, batch, num_tokens, 4 * seg)
+        mixed.copy_(weights.mixed_bias[:, None, None])
+        rows = mixed.view(3, -1, 4 * seg)  # (3, BN, 4c)
+        tokens_2d = x.reshape(-1, dim)
+        for part in range(3):  # segment 0: the folded norm0 is all there is before Hardswish
+            rows[part, :, :seg].addmm_(tokens_2d, weights.identity_weight[part].t())
+        for branch, (segment, kernel, pointwise) in enumerate(
+            zip(segments, agg.depthwise, agg.pointwise), start=1
         ):
-            conv = tokens(_depthwise_channels_last(image(segments[branch]), kernel))
-            torch.addmm(bias, conv.reshape(-1, seg), pointwise.t(), out=rows[:, branch])
-        mixed = F.hardswish(mixed, inplace=True).view(batch, num_tokens, 3, 4 * seg)
-        local_conv = tokens(_depthwise_channels_last(image(segments[4]), agg.local_depthwise))
+            conv = tokens(_depthwise_channels_last(image(segment), kernel))
+            rows[..., branch * seg : (branch + 1) * seg].baddbmm_(
+                conv.view(-1, 3, seg).transpose(0, 1), pointwise.t().expand(3, seg, seg)
+            )
+        mixed = F.hardswish(mixed, inplace=True)
+        local_conv = tokens(_depthwise_channels_last(image(segments[3]), agg.local_depthwise))
         local = F.hardswish(self.aggregator.agg0.norm(F.linear(local_conv, agg.local_pointwise)))
 
-        q, k, v = mixed.permute(2, 0, 3, 1).reshape(3, batch, heads, head_dim, num_tokens)
-        context = torch.matmul(k.softmax(dim=-1), v.transpose(-1, -2))  # (B, h, d, d)
-        attended = torch.matmul(context.transpose(-1, -2) * self.scale, q)  # (B, h, d, N)
-        attended = attended.view(batch, 4 * seg, num_tokens).transpose(1, 2)  # (B, N, 4c) view
-        # the projection's input [O | L], O = attended + q' * CRPE(v'), filled slice by slice
+        # the projection's input [O | L] (B, N, C), O = scale * q' (softmax_N(k')^T v') + q' * CRPE(v')
         merged = x.new_empty(batch, num_tokens, dim)
         merged[..., 4 * seg :] = local
-        v_image = mixed[:, :, 2].view(batch, height, width, 4 * seg).permute(0, 3, 1, 2)
+        out = merged[..., : 4 * seg]
+        q, k, v = mixed  # (B, N, 4c) each
+        keys = k.softmax(dim=1)
+        for head in range(heads):  # strided per-head products: no transposing copies
+            cols = slice(head * head_dim, (head + 1) * head_dim)
+            context = torch.bmm(keys[..., cols].transpose(1, 2), v[..., cols]).mul_(self.scale)
+            torch.bmm(q[..., cols], context, out=out[..., cols])  # (B, N, d) into [O | L]
+        v_image = v.view(batch, height, width, 4 * seg).permute(0, 3, 1, 2)
         start = 0
         for conv, part in zip(self.crpe.conv_list, v_image.split(self.crpe.channel_splits, dim=1)):
-            window = slice(start, start + part.shape[1])
-            rel = tokens(_depthwise_channels_last(part, conv))
-            torch.addcmul(
-                attended[..., window], mixed[:, :, 0, window], rel, out=merged[..., window]
-            )
-            start = window.stop
+            cols = slice(start, start + part.shape[1])
+            out[..., cols].addcmul_(q[..., cols], tokens(_depthwise_channels_last(part, conv)))
+            start = cols.stop
         return self.proj(merged)
 
 
