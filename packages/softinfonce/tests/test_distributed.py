@@ -23,7 +23,16 @@ def test_gathered_loss_and_gradients_match_one_process(tmp_path: Path) -> None:
         assert result["candidates"] == 16  # 2N over both ranks
 
 
-def test_pretraining_runs_under_torchrun(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param([], id="plain"),
+        pytest.param(
+            ["--chunk-size", "3", "--precision", "bf16"], id="chunked-bf16", marks=pytest.mark.slow
+        ),
+    ],
+)
+def test_pretraining_runs_under_torchrun(tmp_path: Path, extra: list[str]) -> None:
     spec = SyntheticSpec(num_classes=2, duration=2.2, fps=20, size=32, sample_rate=8000)
     generate_split(tmp_path / "clips", "train", 8, spec=spec)
     args = [
@@ -54,6 +63,7 @@ def test_pretraining_runs_under_torchrun(tmp_path: Path) -> None:
         "0",
         "--output-dir",
         str(tmp_path / "run"),
+        *extra,
     ]
     proc = run_torchrun(args, nproc=2, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

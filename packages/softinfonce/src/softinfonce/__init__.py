@@ -39,7 +39,14 @@ from softinfonce.models import (
     create_av_model,
     r2plus1d_18_avid,
 )
-from softinfonce.train import ModelConfig, PretrainConfig, build_model, pretrain
+from softinfonce.train import (
+    ModelConfig,
+    PretrainConfig,
+    build_model,
+    forward_backward,
+    pretrain,
+    train_step,
+)
 
 __all__ = [
     "__version__",
@@ -53,6 +60,8 @@ __all__ = [
     "MissingAudioError",
     "ModelConfig",
     "PretrainConfig",
+    "forward_backward",
+    "train_step",
     "ProjectionHead",
     "R2Plus1D",
     "SoftInfoNCELoss",

@@ -117,6 +117,8 @@ TRAIN_OVERRIDES = {
     "backend": "backend",
     "seed": "seed",
     "const_weight": "const_weight",
+    "precision": "precision",
+    "chunk_size": "chunk_size",
 }
 AUGMENT_OVERRIDES = {
     "speeds": "speeds",
@@ -333,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("num-workers", int),
         ("seed", int),
         ("const-weight", float),
+        ("chunk-size", int),
         ("num-frames", int),
         ("frame-rate", float),
         ("audio-duration", float),
@@ -342,6 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         train.add_argument(f"--{flag}", type=kind, default=None)
     train.add_argument("--weight-mode", choices=("feature", "ratio", "const", "zero"), default=None)
+    train.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default=None,
+        help="autocast: auto = bf16 on GPU, fp32 on CPU; fp16 (GPU) uses a GradScaler",
+    )
     train.add_argument("--speeds", type=_speeds, default=None, help="augmented speeds, e.g. 2,3,4")
     train.add_argument("--backend", choices=("auto", "decord", "pyav"), default=None)
     train.add_argument("--missing-audio", choices=("error", "zeros"), default=None)

@@ -12,6 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -38,7 +39,7 @@ from softinfonce.data.datasets import (
     collate_views,
 )
 from softinfonce.decode import VideoBackend
-from softinfonce.losses import SoftInfoNCELoss, WeightMode
+from softinfonce.losses import LossOutput, SoftInfoNCELoss, WeightMode
 from softinfonce.models.avid import AVModel, ProjectionHead, create_av_model
 from softinfonce.models.tiny import MLPEncoder
 
@@ -46,10 +47,15 @@ __all__ = [
     "ModelConfig",
     "PretrainConfig",
     "PretrainResult",
+    "Precision",
+    "autocast_dtype",
     "build_model",
+    "forward_backward",
     "pretrain",
     "train_step",
 ]
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +64,14 @@ logger = logging.getLogger(__name__)
 class ModelConfig:
     """Encoder sizes; the defaults are AVID's R(2+1)D-18 + Conv2D-10 + 512-512-128 heads.
 
-    ``arch="mlp"`` swaps both backbones for tiny 2-layer MLPs (CPU demos and tests).
+    ``arch="mlp"`` swaps both backbones for tiny 2-layer MLPs (CPU demos and tests). With
+    ``arch="avid"``, ``audio_arch="resnet18"`` / ``video_arch="torchvision"`` swap in the optional
+    torchvision nets (:mod:`softinfonce.models.torchvision_nets`, imported only then).
     """
 
     arch: Literal["avid", "mlp"] = "avid"
+    video_arch: Literal["avid", "torchvision"] = "avid"
+    audio_arch: Literal["conv2d10", "resnet18"] = "conv2d10"
     mlp_hidden: int = 256
     mlp_features: int = 128
     video_depth: int = 18
@@ -90,7 +100,10 @@ class PretrainConfig:
     num_workers: int = 2
     backend: VideoBackend = "auto"
     cache_decoded: bool = False
-    mixed_precision: bool = True  # bf16 autocast on GPU only
+    # "auto": bf16 autocast on GPU, fp32 on CPU; "bf16" also on CPU; "fp16" (GPU) adds a GradScaler
+    precision: Precision = "auto"
+    # views per encoder forward; None = all 2N views at once (see forward_backward)
+    chunk_size: int | None = None
     seed: int = 0
     log_every: int = 10
 
@@ -101,6 +114,12 @@ class PretrainConfig:
             )
         if self.lr <= 0 or self.epochs < 1:
             raise ValueError("lr and epochs must be positive")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError(
+                f"precision must be 'auto', 'fp32', 'bf16' or 'fp16', got {self.precision!r}"
+            )
+        if self.chunk_size is not None and self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1 or None, got {self.chunk_size}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,6 +127,8 @@ class PretrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> PretrainConfig:
         data = dict(data)
+        if "mixed_precision" in data:  # config.json files written before 'precision'
+            data.setdefault("precision", "auto" if data.pop("mixed_precision") else "fp32")
         augment = CoAugConfig(**_tuples(data.pop("augment", {})))
         model = ModelConfig(**_tuples(data.pop("model", {})))
         return cls(augment=augment, model=model, **data)
@@ -128,9 +149,14 @@ class PretrainResult:
 def build_model(config: ModelConfig, augment: CoAugConfig | None = None) -> AVModel:
     """The AV model of ``config``; ``arch="mlp"`` needs ``augment`` for the input shapes."""
     if config.arch == "avid":
-        return create_av_model(
-            config.video_depth, config.video_widths, config.audio_widths, config.head_dims
+        model = create_av_model(
+            config.video_depth,
+            config.video_widths,
+            config.audio_widths,
+            config.head_dims,
+            config.use_output_bn,
         )
+        return _swap_torchvision_nets(model, config)
     if config.arch != "mlp":
         raise ValueError(f"arch must be 'avid' or 'mlp', got {config.arch!r}")
     if augment is None:
@@ -149,29 +175,153 @@ def build_model(config: ModelConfig, augment: CoAugConfig | None = None) -> AVMo
     )
 
 
+def _swap_torchvision_nets(model: AVModel, config: ModelConfig) -> AVModel:
+    """Replace AVID's backbones by the optional torchvision ones that ``config`` names."""
+    if config.video_arch not in ("avid", "torchvision"):
+        raise ValueError(f"video_arch must be 'avid' or 'torchvision', got {config.video_arch!r}")
+    if config.audio_arch not in ("conv2d10", "resnet18"):
+        raise ValueError(f"audio_arch must be 'conv2d10' or 'resnet18', got {config.audio_arch!r}")
+    if config.video_arch == "avid" and config.audio_arch == "conv2d10":
+        return model
+    from softinfonce.models.torchvision_nets import AudioResNet18, TorchvisionR2Plus1D18
+
+    if config.video_arch == "torchvision":
+        model.video_model = TorchvisionR2Plus1D18()  # type: ignore[assignment]
+        model.video_proj = ProjectionHead(512, config.head_dims, config.use_output_bn)
+    if config.audio_arch == "resnet18":
+        model.audio_model = AudioResNet18()  # type: ignore[assignment]
+        model.audio_proj = ProjectionHead(512, config.head_dims, config.use_output_bn)
+    return model
+
+
+def autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``precision`` on ``device`` (None: full fp32)."""
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision='fp16' (autocast + GradScaler) needs a CUDA device; use bf16")
+    return torch.float16 if precision == "fp16" else torch.bfloat16
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):  # noqa: ANN202
+    return autocast(device, dtype is not None, dtype or torch.bfloat16, allow_cpu=True)
+
+
+def _full(tensor: torch.Tensor) -> torch.Tensor:
+    """Autocast outputs (fp16/bf16) back to fp32 for the loss; fp32/fp64 stay as they are."""
+    return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
+
+
+def _batchnorm_buffers(model: torch.nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(buffer, saved copy) of every BatchNorm running statistic, to undo a forward's update."""
+    return [
+        (buffer, buffer.detach().clone())
+        for module in model.modules()
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+        for buffer in module.buffers()
+    ]
+
+
+def forward_backward(
+    model: torch.nn.Module,
+    loss_fn: SoftInfoNCELoss,
+    batch: dict[str, torch.Tensor],
+    device: torch.device,
+    *,
+    chunk_size: int | None = None,
+    dtype: torch.dtype | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+) -> LossOutput:
+    """Forward all views, compute the loss and accumulate its gradients into ``.grad``.
+
+    ``chunk_size=None`` runs one forward per modality over all 2N views. With ``chunk_size=k``
+    the views go through the encoders at most k at a time (in near-equal chunks), twice
+    (gradient caching): first without a
+    graph to get every embedding, then the loss over all 2N embeddings gives d loss / d embedding,
+    and each chunk is re-run with a graph and back-propagated with its slice of that gradient.
+    Only one chunk's activations are alive at a time, and the loss (every candidate, the
+    feature weights, the cross-rank gather) is the one of the full batch, so loss and gradients
+    equal the unchunked step for encoders that treat samples independently. BatchNorm layers in
+    training mode normalise each chunk with its own statistics (as per-GPU BN does under DDP);
+    their running statistics are updated once per chunk, by the second pass only.
+    """
+    video = batch["video"].to(device, non_blocking=True)
+    audio = batch["audio"].to(device, non_blocking=True)
+    labels = (
+        batch["clip_ids"].to(device),
+        batch["view_ids"].to(device),
+        batch["speeds"].to(device),
+    )
+
+    def scaled(loss: torch.Tensor) -> torch.Tensor:
+        return scaler.scale(loss) if scaler is not None else loss
+
+    views = video.shape[0]
+    if chunk_size is None or chunk_size >= views:
+        with _autocast(device, dtype):
+            z_video, z_audio = model(video, audio)  # one forward per modality over all views
+        out = loss_fn(_full(z_video), _full(z_audio), *labels)
+        scaled(out.loss).backward()
+        return out
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    # ceil(views / chunk_size) chunks of near-equal size (none of one view when avoidable: BN)
+    count = -(-views // chunk_size)
+    bounds = [views * i // count for i in range(count + 1)]
+    chunks = [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+    saved = _batchnorm_buffers(model)
+    with torch.no_grad(), _autocast(device, dtype):
+        pairs = [model(video[c], audio[c]) for c in chunks]
+    for buffer, copy in saved:
+        buffer.copy_(copy)
+    z_video = _full(torch.cat([v for v, _ in pairs])).requires_grad_(True)
+    z_audio = _full(torch.cat([a for _, a in pairs])).requires_grad_(True)
+    out = loss_fn(z_video, z_audio, *labels)
+    scaled(out.loss).backward()  # fills z.grad and the loss's own parameters (temperature)
+    grad_video, grad_audio = z_video.grad, z_audio.grad
+    for index, chunk in enumerate(chunks):
+        # Under DDP, gradients are all-reduced once, after the last chunk.
+        last = index == len(chunks) - 1
+        sync = nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
+        with sync:
+            with _autocast(device, dtype):
+                part_video, part_audio = model(video[chunk], audio[chunk])
+            surrogate = (_full(part_video) * grad_video[chunk]).sum() + (
+                _full(part_audio) * grad_audio[chunk]
+            ).sum()
+            surrogate.backward()
+    return out
+
+
 def train_step(
     model: torch.nn.Module,
     loss_fn: SoftInfoNCELoss,
     optimizer: torch.optim.Optimizer,
     batch: dict[str, torch.Tensor],
     device: torch.device,
-    mixed_precision: bool = True,
+    precision: Precision = "auto",
+    *,
+    chunk_size: int | None = None,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> dict[str, float]:
-    """One optimiser step on a collated batch of views; returns the logged numbers."""
-    video = batch["video"].to(device, non_blocking=True)
-    audio = batch["audio"].to(device, non_blocking=True)
-    with autocast(device, enabled=mixed_precision):
-        z_video, z_audio = model(video, audio)  # one forward per modality over all views
-    out = loss_fn(
-        z_video.float(),
-        z_audio.float(),
-        batch["clip_ids"].to(device),
-        batch["view_ids"].to(device),
-        batch["speeds"].to(device),
-    )
+    """One optimiser step on a collated batch of views; returns the logged numbers.
+
+    ``precision`` picks autocast (see :func:`autocast_dtype`); with ``"fp16"`` pass a
+    ``torch.amp.GradScaler``. ``chunk_size`` splits the encoder forwards (see
+    :func:`forward_backward`).
+    """
+    dtype = autocast_dtype(precision, device)
+    if dtype == torch.float16 and scaler is None:
+        raise ValueError("precision='fp16' needs a torch.amp.GradScaler (scaler=...)")
     optimizer.zero_grad(set_to_none=True)
-    out.loss.backward()
-    optimizer.step()
+    out = forward_backward(
+        model, loss_fn, batch, device, chunk_size=chunk_size, dtype=dtype, scaler=scaler
+    )
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
     return {
         "loss": float(out.loss.detach()),
         "mean_w": out.mean_weight,
@@ -238,6 +388,8 @@ def pretrain(
     ddp_model = wrap_ddp(model, ctx)
     params = list(model.parameters()) + list(loss_fn.parameters())
     optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    dtype = autocast_dtype(config.precision, ctx.device)
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     total = config.epochs * len(loader)
     if config.max_steps is not None:
         total = min(total, config.max_steps)
@@ -258,7 +410,14 @@ def pretrain(
                 holder.set_epoch(epoch)
         for batch in loader:
             logs = train_step(
-                ddp_model, loss_fn, optimizer, batch, ctx.device, config.mixed_precision
+                ddp_model,
+                loss_fn,
+                optimizer,
+                batch,
+                ctx.device,
+                config.precision,
+                chunk_size=config.chunk_size,
+                scaler=scaler,
             )
             step += 1
             logs = {"step": float(step), **logs, "loss": all_reduce_mean(logs["loss"])}

@@ -277,6 +277,7 @@ def create_av_model(
     video_widths: Sequence[int] = (64, 128, 256, 512),
     audio_widths: Sequence[int] = (64, 128, 256, 512),
     head_dims: Sequence[int] = (512, 512, 128),
+    use_output_bn: bool = False,
 ) -> AVModel:
     """The AV model; defaults are AVID's (21,286,784 parameters)."""
     video = R2Plus1D(depth=video_depth, widths=video_widths)
@@ -284,6 +285,6 @@ def create_av_model(
     return AVModel(
         video,
         audio,
-        ProjectionHead(video.num_features, head_dims),
-        ProjectionHead(audio.num_features, head_dims),
+        ProjectionHead(video.num_features, head_dims, use_output_bn),
+        ProjectionHead(audio.num_features, head_dims, use_output_bn),
     )
