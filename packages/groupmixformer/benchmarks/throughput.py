@@ -2,17 +2,17 @@
 
 Baseline: the same weights through the reference path (``set_fused_eval(False)``), an op-for-op
 transcription of the released forward (q/k/v as a 3B batch, one call per aggregator branch).
-Variants measured, interleaved round-robin so that machine load hits all alike (median of rounds):
+Modes, interleaved round-robin so that machine load hits all alike (median of rounds), at each
+thread count in turn:
 
-  reference            release op order, NCHW input
-  fused                BN folded (weights cached), channel-major (B, channels, N) from qkv to
-                       proj: the 4 aggregator branches + local branch of q/k/v as one depthwise
-                       7x7 conv + one batched matmul over 15 groups, 3 CRPE convs as one, attention
-                       on (B, h, d, N) with the softmax along the contiguous token axis
-  fused+channels_last  as fused, input (and so the stem/patch-embed convs) in channels-last
-  fused+compile        optional (--compile): torch.compile of the fused model
+  reference       release op order, NCHW input
+  fused           the default inference path: stem channels-last, BN folded (weights cached),
+                  q/k/v channels sorted by branch so each depthwise conv runs once, channels-last,
+                  with its real 3/5/7 kernel over the q, k and v channels of its branch; 1x1 convs
+                  as matmuls; attention and CRPE token-major, written into the projection input
+  fused+compile   optional (--compile): torch.compile of the fused model
 
-    uv run python packages/groupmixformer/benchmarks/throughput.py --variants small base
+    uv run python packages/groupmixformer/benchmarks/throughput.py --variants small base --threads 1 2
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import torch
 from groupmixformer import create_groupmixformer
 from torch import nn
 
-MODES = ("reference", "fused", "fused+channels_last")
+MODES = ("reference", "fused")
 
 
 def build(variant: str, seed: int = 0) -> nn.Module:
@@ -49,8 +49,6 @@ def build(variant: str, seed: int = 0) -> nn.Module:
 
 def prepare(model: nn.Module, mode: str, x: torch.Tensor):
     model.set_fused_eval(mode != "reference")
-    if mode == "fused+channels_last":
-        x = x.contiguous(memory_format=torch.channels_last)
     if mode == "fused+compile":
         return torch.compile(model), x
     return model, x
@@ -72,26 +70,50 @@ def peak_memory_mib(variant: str, mode: str, batch: int, size: int) -> float:
     return int(out.stdout.strip().splitlines()[-1]) / 1024
 
 
+def time_modes(
+    model: nn.Module, x: torch.Tensor, modes: tuple[str, ...], rounds: int
+) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """Median seconds per forward of each mode (interleaved), and each mode's output."""
+    runners = {mode: prepare(model, mode, x) for mode in modes}
+    times: dict[str, list[float]] = {mode: [] for mode in modes}
+    outputs = {}
+    with torch.inference_mode():
+        for mode, (fn, inp) in runners.items():  # warm-up (and compile)
+            model.set_fused_eval(mode != "reference")
+            outputs[mode] = fn(inp)
+        for _ in range(rounds):
+            for mode, (fn, inp) in runners.items():
+                model.set_fused_eval(mode != "reference")
+                start = time.perf_counter()
+                fn(inp)
+                times[mode].append(time.perf_counter() - start)
+    return {mode: statistics.median(t) for mode, t in times.items()}, outputs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", default=["small", "base"])
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--rounds", type=int, default=3, help="timed forwards per mode")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument(
+        "--threads", type=int, nargs="+", default=[1, 2], help="intra-op thread counts to time"
+    )
     parser.add_argument("--compile", action="store_true", help="also time torch.compile(fused)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS processes")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     modes = MODES + (("fused+compile",) if args.compile else ())
 
     print(f"command: {' '.join(sys.argv)}")
     print(
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} cpus, {args.threads} threads, load avg {os.getloadavg()[0]:.1f}"
+        f"{os.cpu_count()} cpus, load avg {os.getloadavg()[0]:.1f}"
     )
     print(f"batch {args.batch_size} at {args.image_size}x{args.image_size}, eval, inference_mode\n")
-    header = f"| {'variant':7} | {'mode':20} | {'img/s':>7} | {'x ref':>5} | {'max abs diff':>12} |"
+    header = (
+        f"| {'variant':7} | {'threads':>7} | {'mode':13} | {'img/s':>7} | {'x ref':>5} |"
+        f" {'max abs diff':>12} |"
+    )
     header += f" {'peak MiB':>8} |" if not args.no_memory else ""
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
@@ -104,30 +126,29 @@ def main() -> None:
             args.image_size,
             generator=torch.Generator().manual_seed(1),
         )
-        runners = {mode: prepare(model, mode, x) for mode in modes}
-        times: dict[str, list[float]] = {mode: [] for mode in modes}
-        outputs = {}
-        with torch.inference_mode():
-            for mode, (fn, inp) in runners.items():  # warm-up (and compile)
-                model.set_fused_eval(mode != "reference")
-                outputs[mode] = fn(inp)
-            for _ in range(args.rounds):
-                for mode, (fn, inp) in runners.items():
-                    model.set_fused_eval(mode != "reference")
-                    start = time.perf_counter()
-                    fn(inp)
-                    times[mode].append(time.perf_counter() - start)
-        ref_speed = args.batch_size / statistics.median(times["reference"])
-        for mode in modes:
-            speed = args.batch_size / statistics.median(times[mode])
-            diff = (outputs[mode] - outputs["reference"]).abs().max().item()
-            row = f"| {variant:7} | {mode:20} | {speed:7.2f} | {speed / ref_speed:5.2f} | {diff:12.2e} |"
-            if not args.no_memory:
-                mem = peak_memory_mib(variant, mode, args.batch_size, args.image_size)
-                row += f" {mem:8.0f} |"
-            print(row, flush=True)
+        memory = {}
+        if not args.no_memory:
+            memory = {
+                mode: peak_memory_mib(variant, mode, args.batch_size, args.image_size)
+                for mode in modes
+            }
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            seconds, outputs = time_modes(model, x, modes, args.rounds)
+            for mode in modes:
+                speed = args.batch_size / seconds[mode]
+                ratio = seconds["reference"] / seconds[mode]
+                diff = (outputs[mode] - outputs["reference"]).abs().max().item()
+                row = (
+                    f"| {variant:7} | {threads:7d} | {mode:13} | {speed:7.2f} | {ratio:5.2f} |"
+                    f" {diff:12.2e} |"
+                )
+                if not args.no_memory:
+                    row += f" {memory[mode]:8.0f} |"
+                print(row, flush=True)
     print(
-        f"\nmax RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+        f"\nload avg at the end {os.getloadavg()[0]:.1f}; max RSS of this process: "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
     )
 
 

@@ -102,8 +102,10 @@ def test_in_chans_and_num_classes_are_configurable():
     assert model(torch.randn(2, 1, 48, 48)).shape == (2, 10)
 
 
-def test_eval_output_of_a_sample_is_independent_of_the_batch(tiny_model):
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "reference"])
+def test_eval_output_of_a_sample_is_independent_of_the_batch(tiny_model, fused):
     tiny_model.eval()
+    tiny_model.set_fused_eval(fused)
     x = torch.randn(4, 3, 64, 64)
     with torch.no_grad():
         together = tiny_model(x)
@@ -237,3 +239,41 @@ def test_fused_weight_cache_follows_parameter_updates(tiny_model):
         reference = attention(x, (16, 16))
     assert (first - fused).abs().max() > 1e-3
     torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("qkv_bias", [True, False])
+def test_fused_path_matches_reference_on_a_non_square_grid(qkv_bias):
+    torch.manual_seed(0)
+    model = GroupMixFormer(**TINY, qkv_bias=qkv_bias).eval()
+    for module in model.modules():  # non-trivial BN statistics, so the folding is exercised
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.3)
+            module.running_var.uniform_(0.5, 1.5)
+    x = torch.randn(2, 3, 96, 160)
+    with torch.no_grad():
+        fused = model(x)
+        model.set_fused_eval(False)
+        reference = model(x)
+    torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_eval_with_gradients_uses_the_differentiable_path(tiny_model):
+    """The fused path is inference-only; eval mode with autograd on must still backpropagate."""
+    tiny_model.eval()
+    x = torch.randn(2, 3, 64, 64, requires_grad=True)
+    with torch.no_grad():
+        expected = tiny_model(x)
+    out = tiny_model(x)
+    out.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    torch.testing.assert_close(out.detach(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_fused_path_works_for_a_model_built_in_inference_mode():
+    with torch.inference_mode():  # inference tensors have no version counter to key the cache
+        torch.manual_seed(0)
+        model = GroupMixFormer(**TINY).eval()
+        x = torch.randn(1, 3, 64, 64)
+        fused = model(x)
+        model.set_fused_eval(False)
+        torch.testing.assert_close(fused, model(x), rtol=1e-5, atol=1e-5)
