@@ -215,3 +215,27 @@ def test_variant_packed_eval_equals_key_masked_dense_eval(dispatch, batch, tiny_
     if batch > 1:
         assert len(set(aux["token_select"].sum(dim=(1, 2, 3)).tolist())) > 1
     assert (sparse_logits - dense_logits).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("dispatch", ["attn", "attn_mlp", "layer"])
+def test_variants_stay_finite_when_a_sample_without_prefix_tokens_skips_everything(
+    dispatch, tiny_dyt
+):
+    model = tiny_dyt(dispatch=dispatch, vit_args=dict(class_token=False, global_pool="avg"))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "token_select" in name and name.endswith("bias"):
+                param.fill_(-100.0)  # every token rejected in eval
+    for block in model.blocks:  # timm's explicit softmax path gives NaN rows if all keys masked
+        block.attn.fused_attn = False
+    x = torch.randn(2, 3, 32, 32)
+    model.eval()
+    sparse, aux = model(x)
+    dense = model(x, sparse=False)[0]
+    assert aux["token_select"].sum() == 0
+    assert torch.isfinite(dense).all() and torch.isfinite(sparse).all()
+    assert (sparse - dense).abs().max() < 1e-5
+    model.train()
+    logits, aux = model(x)
+    (logits.sum() + aux["token_select"].sum()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)

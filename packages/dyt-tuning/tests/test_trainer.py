@@ -109,6 +109,10 @@ def test_train_eval_report_commands_on_fake_vtab(tmp_path, capsys):
     assert main(["eval", str(out), "--no-progress"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["num_images"] == 4 and 0 <= result["activation"] <= 1
+    # the random backbone is rebuilt from the run's seed: eval reproduces the last training eval
+    assert result["accuracy"] == records[-1]["eval_accuracy"]
+    assert result["gflops"] == pytest.approx(records[-1]["eval_gflops"])
+    assert result["activation"] == pytest.approx(records[-1]["eval_activation"])
     assert main(["eval", str(out), "--checkpoint", str(out / "checkpoint.pth"), "--dense",
                  "--no-progress"]) == 0  # fmt: skip
     dense = json.loads(capsys.readouterr().out)

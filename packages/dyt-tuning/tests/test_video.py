@@ -111,6 +111,10 @@ def test_trainer_trains_video_model_on_clip_lists(protocol, module, tmp_path, ca
     assert 0 <= record["eval_accuracy"] <= 1 and record["eval_gflops"] > 0
     saved = torch.load(out / "checkpoint.pth", weights_only=True)["model"]
     assert "query_token" in saved and "attentive_blocks.cross_attn.q_bias" in saved
+    capsys.readouterr()
+    assert main(["eval", str(out), "--split", "val", "--batch-size", "2", "--no-progress"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["num_images"] == 2 and result["gflops"] == pytest.approx(record["eval_gflops"])
 
 
 def test_segment_indices_one_frame_per_segment():

@@ -67,9 +67,11 @@ def _eval(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from dyt.config import TrainConfig
-    from dyt.convert import load_adapter, load_official_checkpoint
+    from dyt.convert import ADAPTER_FILE, load_adapter, load_official_checkpoint
     from dyt.data.vtab import VTABFolder, image_transform
     from dyt.train import build_model, evaluate
+    from papers_shared.checkpoint import read_state_dict
+    from papers_shared.seeding import seed_everything
 
     run_dir = Path(args.run_dir)
     config_path = run_dir / "train_config.json"
@@ -78,12 +80,23 @@ def _eval(args: argparse.Namespace) -> int:
     cfg = TrainConfig.load(config_path)
     if args.data_root:
         cfg = replace(cfg, data_root=args.data_root)
+    weights = read_state_dict(args.checkpoint or run_dir / ADAPTER_FILE)
+    if "head.weight" not in weights:
+        raise ValueError(f"{args.checkpoint or run_dir / ADAPTER_FILE} holds no head.weight")
+    num_classes = int(weights["head.weight"].shape[0])  # the trained head fixes the classes
     folder = Path(cfg.data_root)
-    folder = folder if (folder / f"{args.split}.txt").exists() else folder / cfg.task
-    dataset = VTABFolder(folder, args.split, image_transform(cfg.img_size, cfg.augment, False))
-    model = build_model(cfg, dataset.num_classes)
+    if cfg.num_frames > 0:
+        from dyt.data.video import VideoClipDataset
+
+        dataset = VideoClipDataset(folder / f"{args.split}.txt", folder, False, cfg.num_frames,
+                                   img_size=cfg.img_size, protocol=cfg.video_protocol)  # fmt: skip
+    else:
+        folder = folder if (folder / f"{args.split}.txt").exists() else folder / cfg.task
+        dataset = VTABFolder(folder, args.split, image_transform(cfg.img_size, cfg.augment, False))
+    seed_everything(cfg.seed)  # a run without a backbone checkpoint rebuilds its random backbone
+    model = build_model(cfg, num_classes)
     if args.checkpoint:
-        load_official_checkpoint(model, args.checkpoint)
+        load_official_checkpoint(model, weights)
     else:
         load_adapter(model, run_dir)
     loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=cfg.num_workers)

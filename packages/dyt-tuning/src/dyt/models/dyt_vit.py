@@ -95,6 +95,9 @@ class _DispatchBlockBase(nn.Module):
         """
         attn_mask = attn_bias
         if key_mask is not None:
+            # A sample with no active token at all (possible without prefix tokens) would give
+            # NaN rows; its attention output is discarded (x 0), so let it attend to everything.
+            key_mask = key_mask | ~key_mask.any(dim=-1, keepdim=True)
             attn_mask = key_mask[:, None, None, :]  # (B, 1, 1, T)
             if attn_bias is not None:
                 attn_mask = attn_bias.masked_fill(~attn_mask, float("-inf"))
