@@ -110,7 +110,8 @@ SCRIPT = textwrap.dedent(
     print(f"rank {rank} rows {rows[0]}")
     torch.save(algorithm.state_dict(), f"{out}/rank{rank}.pt")
     with open(f"{out}/records{rank}.json", "w") as handle:
-        json.dump([{k: v for k, v in r.items() if k.endswith(("acc", "loss"))} for r in records], handle)
+        kept = [{k: v for k, v in r.items() if k.endswith(("acc", "loss"))} for r in records]
+        json.dump(kept, handle)
     check_replicas_in_sync(algorithm)  # in sync: no error
     if rank == 1:
         with torch.no_grad():

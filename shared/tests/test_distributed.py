@@ -1,5 +1,7 @@
 import textwrap
 
+import pytest
+
 from papers_shared.distributed import init_distributed, run_torchrun, unwrap_model
 
 SCRIPT = textwrap.dedent("""
@@ -26,6 +28,7 @@ def test_single_process_context_is_a_no_op():
     assert not ctx.is_distributed and ctx.is_main and ctx.device.type == "cpu"
 
 
+@pytest.mark.distributed
 def test_ddp_on_two_gloo_processes(tmp_path):
     script = tmp_path / "ddp_script.py"
     script.write_text(SCRIPT)

@@ -265,3 +265,16 @@ def test_stacked_trunk_pass_equals_separate_passes(resnet_causeb):
     torch.testing.assert_close(zc, algorithm.featurizer_class(h), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(zc_aug, algorithm.featurizer_class(h_aug), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(zd_aug, algorithm.featurizer_domains(h_aug), atol=1e-4, rtol=1e-4)
+
+
+def test_bf16_autocast_update_runs_with_float32_losses(make_batches):
+    torch.manual_seed(0)
+    algorithm = CauseEB(SMALL_SHAPE, 3, 2, {**SMALL, "rds_draws": 200})
+    algorithm.set_precision("bf16", torch.device("cpu"))
+    seen = []
+    algorithm.featurizer_class.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    values = algorithm.update(make_batches(2, 6, SMALL_SHAPE, 3))
+    assert seen == [torch.bfloat16] and all(
+        torch.isfinite(torch.tensor(v)) for v in values.values()
+    )
+    assert all(p.dtype == torch.float32 for p in algorithm.parameters())

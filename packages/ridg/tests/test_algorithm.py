@@ -229,3 +229,16 @@ def test_tiny_ridg_run_improves_held_out_accuracy():
     assert last["env0_in_acc"] > first["env0_in_acc"] + 0.1
     assert last["env0_in_acc"] > 0.25  # 10 classes: chance is 0.1
     assert last["invariance"] > 0
+
+
+def test_bf16_autocast_update_keeps_the_bank_and_invariance_in_float32():
+    torch.manual_seed(0)
+    algo = RIDG((3, 28, 28), 2, 2, {"lr": 1e-3, "weight_decay": 0.0, "cnn_width": 8})
+    algo.set_precision("bf16", torch.device("cpu"))
+    seen = []
+    algo.classifier.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    batches = [(torch.randn(4, 3, 28, 28), torch.tensor([0, 1, 0, 1])) for _ in range(2)]
+    values = algo.update(batches)
+    assert seen == [torch.bfloat16]  # the training forward ran under autocast
+    assert algo.invariance.bank.dtype == torch.float32 and algo.invariance.initialised.all()
+    assert all(torch.isfinite(torch.tensor(v)) for v in values.values())

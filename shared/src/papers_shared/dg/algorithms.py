@@ -107,9 +107,11 @@ class Algorithm(nn.Module):
         the harness's buffers never need rank 0's copy (frozen ResNet BatchNorm, GroupNorm CNN;
         an algorithm keeps its own buffers in sync, e.g. RIDG's bank), and the per-call
         broadcast would break modules called twice per step (RIDG's double forward, CausEB's
-        projector) by changing BatchNorm statistics saved for backward. Raises ``NotImplementedError`` when the
-        algorithm names no modules and ``ValueError`` when an optimised parameter lies outside
-        them (its gradient would not be averaged and the ranks would drift apart).
+        projector) by changing BatchNorm statistics saved for backward.
+
+        Raises ``NotImplementedError`` when the algorithm names no modules and ``ValueError``
+        when an optimised parameter lies outside them (its gradient would not be averaged and
+        the ranks would drift apart).
         """
         self._parallel = {}
         if not ctx.is_distributed:

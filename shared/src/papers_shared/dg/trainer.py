@@ -129,16 +129,23 @@ def _comm_device(ctx: DistContext) -> torch.device:
 
 
 def _dist_context(cfg: TrainConfig) -> DistContext:
-    """One process (no launcher): ``cfg.device`` or CUDA/CPU as before. Under a launcher: join
-    the process group (gloo on CPU, NCCL on GPU) on ``cuda:<LOCAL_RANK>`` or CPU."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    """One process (no launcher): ``cfg.device`` or CUDA/CPU as before. Under a launcher, or in
+    a process group the caller initialised: join / use it (gloo on CPU, NCCL on GPU) on
+    ``cuda:<LOCAL_RANK>`` or CPU."""
+    initialised = dist.is_available() and dist.is_initialized()
+    world_size = dist.get_world_size() if initialised else int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
         device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
         return DistContext(rank=0, world_size=1, local_rank=0, device=torch.device(device))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = cfg.device
     if device == "cuda":
         device = f"cuda:{local_rank}"
-    return init_distributed(device)
+    if not initialised:
+        return init_distributed(device)
+    if device is None:
+        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    return DistContext(dist.get_rank(), world_size, local_rank, torch.device(device))
 
 
 def check_replicas_in_sync(algorithm: Algorithm, atol: float = 1e-6) -> None:
@@ -196,7 +203,8 @@ def train_algorithm(
     ``algorithm_factory(input_shape, num_classes, num_domains, hparams)`` defaults to the class
     registered under ``cfg.algorithm``. With ``cfg.output_dir=None`` nothing is written.
     Under a launcher (``WORLD_SIZE > 1``) it trains data-parallel (see the module docstring);
-    ``batch_size`` stays the global per-domain batch, and every rank returns the same records.
+    ``batch_size`` stays the global per-domain batch, and every rank returns the same losses and
+    accuracies.
     """
     algorithm_class = get_algorithm_class(cfg.algorithm)
     factory = algorithm_factory or algorithm_class
