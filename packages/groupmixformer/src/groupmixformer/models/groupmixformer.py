@@ -457,10 +457,10 @@ class GroupMixAttention(nn.Module):
         merged[..., 4 * seg :] = local
         out = merged[..., : 4 * seg]
         q, k, v = mixed  # (B, N, 4c) each
-        keys = k.softmax(dim=1)
+        keys = k.softmax(dim=1).mul_(self.scale)  # scale * softmax_N(k')
         for head in range(heads):  # strided per-head products: no transposing copies
             cols = slice(head * head_dim, (head + 1) * head_dim)
-            context = torch.bmm(keys[..., cols].transpose(1, 2), v[..., cols]).mul_(self.scale)
+            context = torch.bmm(keys[..., cols].transpose(1, 2), v[..., cols])  # (B, d, d)
             torch.bmm(q[..., cols], context, out=out[..., cols])  # (B, N, d) into [O | L]
         v_image = v.view(batch, height, width, 4 * seg).permute(0, 3, 1, 2)
         start = 0
