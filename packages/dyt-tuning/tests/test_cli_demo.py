@@ -16,6 +16,7 @@ def test_info_prints_table_beside_paper(capsys):
         ("Attn dispatch", "14.50"),
         ("Attn-MLP", "12.68"),
         ("Layer dispatch", "12.45"),
+        ("DyT Swin-B", "10.92"),
     ]:
         row = next(line for line in out.splitlines() if line.startswith(f"| {label}"))
         assert f"| {ours} " in row, row

@@ -18,10 +18,13 @@ from dyt.flops import ViTDims, dyt_flops, eval_flops, flops_from_masks
 from dyt.losses import DyTLoss
 from dyt.models import (
     Adapter,
+    DyTSwinTransformer,
     DyTVisionTransformer,
     MoEAdapter,
     TokenDispatcher,
+    convert_swin,
     convert_vit,
+    swin_flops,
     trainable_state_dict,
 )
 from dyt.models.video import DyTVideoTransformer, convert_vit_to_video
@@ -31,6 +34,7 @@ __all__ = [
     "Adapter",
     "DyTConfig",
     "DyTLoss",
+    "DyTSwinTransformer",
     "DyTVideoTransformer",
     "DyTVisionTransformer",
     "MoEAdapter",
@@ -39,6 +43,7 @@ __all__ = [
     "VTABFolder",
     "ViTDims",
     "__version__",
+    "convert_swin",
     "convert_vit",
     "convert_vit_to_video",
     "dyt_flops",
@@ -51,6 +56,7 @@ __all__ = [
     "load_official_checkpoint",
     "save_adapter",
     "save_official_checkpoint",
+    "swin_flops",
     "train",
     "trainable_state_dict",
     "vtab_group_means",

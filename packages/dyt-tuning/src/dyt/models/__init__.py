@@ -1,5 +1,6 @@
-"""DyT models: layers, the converted timm ViT, the video model, the mmseg backbone."""
+"""DyT models: layers, the converted timm ViT and Swin, the video model, the mmseg backbone."""
 
+from dyt.models.dyt_swin import DyTSwinTransformer, convert_swin, swin_flops
 from dyt.models.dyt_vit import (
     AttnDispatchBlock,
     AttnMLPDispatchBlock,
@@ -17,12 +18,15 @@ __all__ = [
     "AttnDispatchBlock",
     "AttnMLPDispatchBlock",
     "DyTBlock",
+    "DyTSwinTransformer",
     "DyTVisionTransformer",
     "LayerDispatchBlock",
     "MoEAdapter",
     "TokenDispatcher",
+    "convert_swin",
     "convert_vit",
     "gumbel_sigmoid_mask",
     "is_dyt_model",
+    "swin_flops",
     "trainable_state_dict",
 ]

@@ -31,6 +31,7 @@ __all__ = [
     "is_dyt_model",
     "trainable_state_dict",
     "TIMM_BLOCK_PARTS",
+    "add_on_active_rows",
 ]
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,23 @@ def _with_prefix(mask: torch.Tensor, num_prefix_tokens: int) -> torch.Tensor:
         return mask
     ones = mask.new_ones(mask.shape[0], num_prefix_tokens, 1)
     return torch.cat([ones, mask], dim=1)
+
+
+def add_on_active_rows(
+    x: torch.Tensor, mask: torch.Tensor, update_fn: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
+    """x + update_fn(active rows), inactive rows untouched: the packed (real-skipping) MLP.
+
+    x: (B, T, C), mask: (B, T, 1) in {0, 1}; update_fn: (R, C) -> (R, C) on the R active rows
+    of the whole batch packed together (variable count per sample).
+    """
+    batch, tokens, channels = x.shape
+    flat = x.reshape(batch * tokens, channels)
+    rows = mask.reshape(-1).nonzero().squeeze(1)
+    if rows.numel() == 0:
+        return x
+    update = update_fn(flat.index_select(0, rows))
+    return flat.index_add(0, rows, update.to(flat.dtype)).view(batch, tokens, channels)
 
 
 class _DispatchBlockBase(nn.Module):
@@ -113,18 +131,8 @@ class _DispatchBlockBase(nn.Module):
         return dispatcher(x[:, self.num_prefix_tokens :])
 
     def _sparse_mlp(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """x + MLP on active rows only. x: (B, T, C), mask: (B, T, 1) in {0, 1}.
-
-        The active rows of the whole batch are packed together (variable count per sample).
-        """
-        batch, tokens, channels = x.shape
-        flat = x.reshape(batch * tokens, channels)
-        rows = mask.reshape(-1).nonzero().squeeze(1)
-        if rows.numel() == 0:
-            return x
-        packed = flat.index_select(0, rows)
-        update = self.ls2(self.mlp(self.norm2(packed)))
-        return flat.index_add(0, rows, update.to(flat.dtype)).view(batch, tokens, channels)
+        """x + MLP on active rows only. x: (B, T, C), mask: (B, T, 1) in {0, 1}."""
+        return add_on_active_rows(x, mask, lambda rows: self.ls2(self.mlp(self.norm2(rows))))
 
     def _sparse_per_sample(
         self,
