@@ -11,7 +11,7 @@ __all__ = ["MLPEncoder"]
 
 
 class MLPEncoder(nn.Module):
-    """Flatten -> BatchNorm (input standardisation) -> Linear -> ReLU -> Linear.
+    """Flatten -> Linear -> ReLU -> Linear (no normalisation: samples stay independent).
 
     ``x: (B, *in_shape) -> (B, num_features)``.
     """
