@@ -195,3 +195,19 @@ def test_evaluate_reports_top1_mean_per_class_accuracy_and_mask_flops():
     expected_gflops = flops_from_masks(model, aux["token_select"]).mean().item() / 1e9
     assert result.gflops == pytest.approx(expected_gflops)
     assert result.activation == pytest.approx(aux["token_select"].mean().item())
+
+
+def test_trainer_and_eval_accept_a_swin_backbone(tmp_path, capsys):
+    make_vtab_task(tmp_path)
+    out = tmp_path / "swin"
+    swin = '{"patch_size": 4, "window_size": 2, "embed_dim": 16, "depths": [2, 2], "num_heads": [2, 4]}'
+    args = _train_args(tmp_path, out, "--model", "swin_base_patch4_window7_224")
+    args[args.index("--model-overrides") + 1] = swin
+    assert main(args) == 0
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["eval_gflops"] > 0 and 0 <= record["eval_activation"] <= 1
+    capsys.readouterr()
+    assert main(["eval", str(out), "--no-progress"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["gflops"] == pytest.approx(record["eval_gflops"])
+    assert result["accuracy"] == record["eval_accuracy"]

@@ -81,9 +81,10 @@ def _eval(args: argparse.Namespace) -> int:
     if args.data_root:
         cfg = replace(cfg, data_root=args.data_root)
     weights = read_state_dict(args.checkpoint or run_dir / ADAPTER_FILE)
-    if "head.weight" not in weights:
-        raise ValueError(f"{args.checkpoint or run_dir / ADAPTER_FILE} holds no head.weight")
-    num_classes = int(weights["head.weight"].shape[0])  # the trained head fixes the classes
+    head = next((k for k in ("head.weight", "head.fc.weight") if k in weights), None)  # ViT, Swin
+    if head is None:
+        raise ValueError(f"{args.checkpoint or run_dir / ADAPTER_FILE} holds no classifier head")
+    num_classes = int(weights[head].shape[0])  # the trained head fixes the classes
     folder = Path(cfg.data_root)
     if cfg.num_frames > 0:
         from dyt.data.video import VideoClipDataset
@@ -100,7 +101,7 @@ def _eval(args: argparse.Namespace) -> int:
     else:
         load_adapter(model, run_dir)
     loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=cfg.num_workers)
-    result = evaluate(model, loader, model.pos_embed.device, sparse=not args.dense,
+    result = evaluate(model, loader, next(model.parameters()).device, sparse=not args.dense,
                       progress=args.progress)  # fmt: skip
     print(json.dumps(result.__dict__, indent=2))
     return 0

@@ -12,6 +12,7 @@ from pathlib import Path
 import timm
 import torch
 import torch.distributed as dist
+from timm.models.swin_transformer import SwinTransformer
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
@@ -20,6 +21,7 @@ from dyt.convert import load_backbone, save_adapter
 from dyt.data.vtab import VTABFolder, image_transform
 from dyt.flops import flops_from_masks
 from dyt.losses import DyTLoss
+from dyt.models.dyt_swin import DyTSwinTransformer, convert_swin, swin_flops
 from dyt.models.dyt_vit import DyTVisionTransformer, convert_vit
 from dyt.models.video import convert_vit_to_video
 from papers_shared.distributed import (
@@ -63,13 +65,17 @@ class StudentWithComplete(nn.Module):
         return logits, aux, complete
 
 
-def build_model(cfg: TrainConfig, num_classes: int) -> DyTVisionTransformer:
-    """timm backbone (random or ``cfg.backbone_checkpoint``), converted to DyT, new head."""
+def build_model(cfg: TrainConfig, num_classes: int) -> DyTVisionTransformer | DyTSwinTransformer:
+    """timm ViT or Swin (random or ``cfg.backbone_checkpoint``), converted to DyT, new head."""
     vit = timm.create_model(
         cfg.model, pretrained=False, img_size=cfg.img_size, num_classes=num_classes,
         **cfg.model_overrides,
     )  # fmt: skip
-    if cfg.num_frames > 0:
+    if isinstance(vit, SwinTransformer):
+        if cfg.num_frames > 0:
+            raise ValueError("the video model needs a ViT backbone, got a Swin")
+        model = convert_swin(vit, cfg.dyt, num_classes=num_classes, head_init_std=cfg.head_init_std)
+    elif cfg.num_frames > 0:
         model = convert_vit_to_video(vit, cfg.dyt, num_classes=num_classes,
                                      num_frames=cfg.num_frames, head_init_std=cfg.head_init_std)  # fmt: skip
     else:
@@ -136,7 +142,11 @@ def evaluate(
         active = aux["token_select"].squeeze(-1).sum(-1)  # (B, L)
         active_sum += float(active.sum())
         token_slots += float(aux["token_select"].numel())
-        flops_sum += float(flops_from_masks(model, aux["token_select"]).sum()) / views
+        if isinstance(model, DyTSwinTransformer):
+            flops = sum(swin_flops(model, row).total for row in aux["active_per_block"])
+        else:
+            flops = float(flops_from_masks(model, aux["token_select"]).sum())
+        flops_sum += flops / views
     reduced = _all_reduce_sum(
         [correct, count, active_sum, token_slots, flops_sum, *class_hits, *class_totals], device
     )
