@@ -335,3 +335,29 @@ def test_min_class_count_leaves_rare_classes_out_of_the_loss():
     full = closed_form_rationale_loss(z, w, y, bank, min_class_count=2)
     torch.testing.assert_close(full, naive_rationale_loss(z, w, y, bank, min_class_count=2))
     torch.testing.assert_close(full, naive_rationale_loss(z[keep], w, y[keep], bank))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("min_class_count", [1, 3])
+def test_global_class_counts_make_the_loss_additive_over_batch_shares(reduction, min_class_count):
+    # what data-parallel training relies on: shares weighted by the global counts sum to the loss
+    g = torch.Generator().manual_seed(0)
+    z, weight, bank = torch.randn(10, 4, generator=g), torch.randn(3, 4), torch.randn(3, 3, 4)
+    y = torch.tensor([0, 0, 1, 2, 1, 0, 2, 2, 1, 0])
+    counts = torch.bincount(y, minlength=3)
+    shares = (slice(0, 6), slice(6, 10))  # unequal shares
+    for loss_fn in (closed_form_rationale_loss, naive_rationale_loss):
+        full = loss_fn(z, weight, y, bank, reduction, min_class_count=min_class_count)
+        parts = [
+            loss_fn(
+                z[s],
+                weight,
+                y[s],
+                bank,
+                reduction,
+                min_class_count=min_class_count,
+                class_counts=counts,
+            )
+            for s in shares
+        ]
+        torch.testing.assert_close(parts[0] + parts[1], full)
