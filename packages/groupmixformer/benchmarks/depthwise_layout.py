@@ -1,4 +1,4 @@
-"""CPU time of one depthwise conv, NCHW vs channels-last, at GroupMixFormer-S's stage 0 and 2 shapes.
+"""CPU time of one depthwise conv, NCHW vs channels-last, at GroupMixFormer-S stage 0/2 shapes.
 
 This is the measurement behind the fused path's layout choice: oneDNN's NCHW depthwise kernels
 are much slower than its channels-last ones for 3x3 and 5x5 on large maps. Single thread,

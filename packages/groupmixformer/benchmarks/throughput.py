@@ -2,8 +2,8 @@
 
 Baseline: the same weights through the reference path (``set_fused_eval(False)``), an op-for-op
 transcription of the released forward (q/k/v as a 3B batch, one call per aggregator branch).
-Modes, interleaved round-robin so that machine load hits all alike (median of rounds), at each
-thread count in turn:
+Modes, interleaved round-robin so that machine load hits all alike (median of rounds, after
+warm-up rounds), at each thread count in turn:
 
   reference       release op order, NCHW input
   fused           the default inference path: stem channels-last, BN folded (weights cached),
@@ -12,7 +12,8 @@ thread count in turn:
                   as matmuls; attention and CRPE token-major, written into the projection input
   fused+compile   optional (--compile): torch.compile of the fused model
 
-    uv run python packages/groupmixformer/benchmarks/throughput.py --variants small base --threads 1 2
+    uv run python packages/groupmixformer/benchmarks/throughput.py --variants small base
+      --threads 1 2
 """
 
 from __future__ import annotations
@@ -71,16 +72,17 @@ def peak_memory_mib(variant: str, mode: str, batch: int, size: int) -> float:
 
 
 def time_modes(
-    model: nn.Module, x: torch.Tensor, modes: tuple[str, ...], rounds: int
+    model: nn.Module, x: torch.Tensor, modes: tuple[str, ...], rounds: int, warmup: int
 ) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
     """Median seconds per forward of each mode (interleaved), and each mode's output."""
     runners = {mode: prepare(model, mode, x) for mode in modes}
     times: dict[str, list[float]] = {mode: [] for mode in modes}
     outputs = {}
     with torch.inference_mode():
-        for mode, (fn, inp) in runners.items():  # warm-up (and compile)
-            model.set_fused_eval(mode != "reference")
-            outputs[mode] = fn(inp)
+        for _ in range(warmup):  # allocator, weight caches, compilation
+            for mode, (fn, inp) in runners.items():
+                model.set_fused_eval(mode != "reference")
+                outputs[mode] = fn(inp)
         for _ in range(rounds):
             for mode, (fn, inp) in runners.items():
                 model.set_fused_eval(mode != "reference")
@@ -95,7 +97,8 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=["small", "base"])
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--image-size", type=int, default=224)
-    parser.add_argument("--rounds", type=int, default=3, help="timed forwards per mode")
+    parser.add_argument("--rounds", type=int, default=5, help="timed forwards per mode")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed forwards per mode")
     parser.add_argument(
         "--threads", type=int, nargs="+", default=[1, 2], help="intra-op thread counts to time"
     )
@@ -134,7 +137,7 @@ def main() -> None:
             }
         for threads in args.threads:
             torch.set_num_threads(threads)
-            seconds, outputs = time_modes(model, x, modes, args.rounds)
+            seconds, outputs = time_modes(model, x, modes, args.rounds, args.warmup)
             for mode in modes:
                 speed = args.batch_size / seconds[mode]
                 ratio = seconds["reference"] / seconds[mode]

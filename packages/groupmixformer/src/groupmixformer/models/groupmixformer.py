@@ -8,10 +8,10 @@ Each attention module has two numerically equivalent forward paths:
 
 * the reference path, op for op as released: q/k/v stacked as one batch of 3B images, one module
   call per branch. Training always uses it (its BatchNorms must see q, k and v together).
-* the fused eval path (default in eval mode): BatchNorms folded into the pointwise convs, the
-  qkv output channels sorted by branch so that each depthwise conv runs once over the q, k and v
-  channels of its branch in the channels-last (token-major) layout, the 1x1 convs as plain matrix
-  products, and the attention products channel-major with the softmax along the token axis.
+* the fused inference path (default in eval mode with autograd off): BatchNorms folded, the qkv
+  rows grouped by segment so that each depthwise conv runs once, with its real kernel, over the
+  q, k and v channels of its segment in the channels-last (token-major) layout, the 1x1 convs as
+  matrix products accumulated in place, and attention kept token-major (no transposing copies).
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ class ConvPosEnc(nn.Module):
 
 
 class LocalBranch(nn.Module):
-    """The non-attention segment (``agg0``): SepConv3x3 over [q4; k4; v4] (3c -> c), LN, Hardswish."""
+    """The non-attention segment (``agg0``): SepConv3x3 on [q4; k4; v4] (3c -> c), LN, Hardswish."""
 
     def __init__(self, seg_dim: int) -> None:
         super().__init__()
@@ -452,7 +452,7 @@ class GroupMixAttention(nn.Module):
         local_conv = tokens(_depthwise_channels_last(image(segments[3]), agg.local_depthwise))
         local = F.hardswish(self.aggregator.agg0.norm(F.linear(local_conv, agg.local_pointwise)))
 
-        # the projection's input [O | L] (B, N, C), O = scale * q' (softmax_N(k')^T v') + q' * CRPE(v')
+        # the projection's input [O | L], (B, N, C): O = s * q' (softmax_N(k')^T v') + q' * CRPE(v')
         merged = x.new_empty(batch, num_tokens, dim)
         merged[..., 4 * seg :] = local
         out = merged[..., : 4 * seg]
