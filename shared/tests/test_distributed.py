@@ -9,12 +9,15 @@ SCRIPT = textwrap.dedent("""
     from torch import nn
     from papers_shared.distributed import all_reduce_mean, cleanup_distributed, init_distributed, wrap_ddp
 
+    def step(ctx):
+        torch.manual_seed(ctx.rank)  # different data per rank
+        model = wrap_ddp(nn.Linear(3, 1), ctx)
+        loss = model(torch.randn(4, 3)).pow(2).mean()
+        loss.backward()
+        return model.module.weight.grad.clone()
+
     ctx = init_distributed()
-    torch.manual_seed(ctx.rank)  # different data per rank
-    model = wrap_ddp(nn.Linear(3, 1), ctx)
-    loss = model(torch.randn(4, 3)).pow(2).mean()
-    loss.backward()
-    grad = model.module.weight.grad.clone()
+    grad = step(ctx)  # the DDP wrapper is gone before the group is left
     gathered = [torch.zeros_like(grad) for _ in range(ctx.world_size)]
     torch.distributed.all_gather(gathered, grad)
     assert torch.allclose(gathered[0], gathered[1]), "DDP must average gradients"

@@ -153,149 +153,152 @@ def _build_model(config: TrainConfig, num_classes: int) -> GroupMixFormer:
 
 def train(config: TrainConfig) -> dict[str, Any]:
     """Train and evaluate every epoch; rank 0 writes checkpoints and ``metrics.json``."""
+
+    ctx = init_distributed(config.device)
+    try:
+        return _train(config, ctx)
+    finally:
+        cleanup_distributed()  # after _train returned: no DDP wrapper is alive any more
+
+
+def _train(config: TrainConfig, ctx: DistContext) -> dict[str, Any]:
     from timm.data import Mixup
     from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
     from timm.optim import create_optimizer_v2
     from timm.scheduler import CosineLRScheduler
 
-    ctx = init_distributed(config.device)
-    try:
-        seed_everything(config.seed + ctx.rank)
-        train_set = image_folder(
-            config.data_dir / "train",
-            build_transform(
-                config.img_size,
-                is_training=True,
-                auto_augment=config.auto_augment,
-                re_prob=config.re_prob,
-            ),
+    seed_everything(config.seed + ctx.rank)
+    train_set = image_folder(
+        config.data_dir / "train",
+        build_transform(
+            config.img_size,
+            is_training=True,
+            auto_augment=config.auto_augment,
+            re_prob=config.re_prob,
+        ),
+    )
+    val_set = image_folder(
+        config.data_dir / "val", build_transform(config.img_size, is_training=False)
+    )
+    num_classes = len(train_set.classes)
+    train_loader = _loader(
+        train_set, config.batch_size, ctx, train=True, workers=config.workers, seed=config.seed
+    )
+    val_loader = _loader(
+        val_set, config.batch_size, ctx, train=False, workers=config.workers, seed=config.seed
+    )
+    if len(train_loader) == 0:
+        raise ValueError(
+            f"{len(train_set)} training images cannot fill one batch of {config.batch_size} "
+            f"per process on {ctx.world_size} process(es)"
         )
-        val_set = image_folder(
-            config.data_dir / "val", build_transform(config.img_size, is_training=False)
-        )
-        num_classes = len(train_set.classes)
-        train_loader = _loader(
-            train_set, config.batch_size, ctx, train=True, workers=config.workers, seed=config.seed
-        )
-        val_loader = _loader(
-            val_set, config.batch_size, ctx, train=False, workers=config.workers, seed=config.seed
-        )
-        if len(train_loader) == 0:
-            raise ValueError(
-                f"{len(train_set)} training images cannot fill one batch of {config.batch_size} "
-                f"per process on {ctx.world_size} process(es)"
-            )
-        model = _build_model(config, num_classes).to(ctx.device)
-        if ctx.is_distributed and ctx.device.type == "cuda":
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # as the release
-        ddp_model = wrap_ddp(model, ctx)
+    model = _build_model(config, num_classes).to(ctx.device)
+    if ctx.is_distributed and ctx.device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # as the release
+    ddp_model = wrap_ddp(model, ctx)
 
-        scale = config.batch_size * ctx.world_size / 512
-        optimizer = create_optimizer_v2(
-            model,
-            "adamw",
-            lr=config.base_lr * scale,
-            weight_decay=config.weight_decay,
-            eps=1e-8,
-            betas=(0.9, 0.999),
+    scale = config.batch_size * ctx.world_size / 512
+    optimizer = create_optimizer_v2(
+        model,
+        "adamw",
+        lr=config.base_lr * scale,
+        weight_decay=config.weight_decay,
+        eps=1e-8,
+        betas=(0.9, 0.999),
+    )
+    steps = (
+        len(train_loader)
+        if config.max_steps_per_epoch is None
+        else min(len(train_loader), config.max_steps_per_epoch)
+    )
+    scheduler = CosineLRScheduler(
+        optimizer,
+        t_initial=(config.epochs - config.warmup_epochs) * steps,
+        lr_min=config.min_lr * scale,
+        warmup_lr_init=config.warmup_lr * scale,
+        warmup_t=config.warmup_epochs * steps,
+        warmup_prefix=True,
+        cycle_limit=1,
+        t_in_epochs=False,
+    )
+    use_mixup = config.mixup > 0 or config.cutmix > 0
+    mixup = (
+        Mixup(
+            mixup_alpha=config.mixup,
+            cutmix_alpha=config.cutmix,
+            prob=1.0,
+            switch_prob=0.5,
+            mode="batch",
+            label_smoothing=config.smoothing,
+            num_classes=num_classes,
         )
-        steps = (
-            len(train_loader)
-            if config.max_steps_per_epoch is None
-            else min(len(train_loader), config.max_steps_per_epoch)
-        )
-        scheduler = CosineLRScheduler(
-            optimizer,
-            t_initial=(config.epochs - config.warmup_epochs) * steps,
-            lr_min=config.min_lr * scale,
-            warmup_lr_init=config.warmup_lr * scale,
-            warmup_t=config.warmup_epochs * steps,
-            warmup_prefix=True,
-            cycle_limit=1,
-            t_in_epochs=False,
-        )
-        use_mixup = config.mixup > 0 or config.cutmix > 0
-        mixup = (
-            Mixup(
-                mixup_alpha=config.mixup,
-                cutmix_alpha=config.cutmix,
-                prob=1.0,
-                switch_prob=0.5,
-                mode="batch",
-                label_smoothing=config.smoothing,
-                num_classes=num_classes,
-            )
-            if use_mixup
-            else None
-        )
-        criterion = (
-            SoftTargetCrossEntropy() if use_mixup else LabelSmoothingCrossEntropy(config.smoothing)
-        )
-        start_epoch = 0
-        if config.resume is not None:
-            state = torch.load(config.resume, map_location="cpu", weights_only=True)
-            model.load_state_dict(unwrap_state_dict(state["model"]))
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["lr_scheduler"])
-            start_epoch = int(state["epoch"]) + 1
-            logger.info("resumed from %s at epoch %d", config.resume, start_epoch)
+        if use_mixup
+        else None
+    )
+    criterion = (
+        SoftTargetCrossEntropy() if use_mixup else LabelSmoothingCrossEntropy(config.smoothing)
+    )
+    start_epoch = 0
+    if config.resume is not None:
+        state = torch.load(config.resume, map_location="cpu", weights_only=True)
+        model.load_state_dict(unwrap_state_dict(state["model"]))
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["lr_scheduler"])
+        start_epoch = int(state["epoch"]) + 1
+        logger.info("resumed from %s at epoch %d", config.resume, start_epoch)
 
+    if ctx.is_main:
+        config.output_dir.mkdir(parents=True, exist_ok=True)
+        (config.output_dir / "config.json").write_text(json.dumps(config.to_json(), indent=2))
+    history: list[dict[str, float]] = []
+    for epoch in range(start_epoch, config.epochs):
+        if isinstance(train_loader.sampler, DistributedSampler):
+            train_loader.sampler.set_epoch(epoch)
+        ddp_model.train()
+        losses = []
+        bar = progress_bar(
+            train_loader,
+            enabled=config.progress and ctx.is_main,
+            desc=f"epoch {epoch}",
+            total=steps,
+        )
+        for step, (images, targets) in enumerate(bar):
+            if step >= steps:
+                break
+            images, targets = images.to(ctx.device), targets.to(ctx.device)
+            if mixup is not None:
+                images, targets = mixup(images, targets)
+            with autocast(ctx.device, enabled=config.amp):
+                loss = criterion(ddp_model(images), targets)
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch} step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.clip_grad > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
+            optimizer.step()
+            scheduler.step_update(epoch * steps + step + 1)
+            losses.append(loss.item())
+        metrics = {f"val_{k}": v for k, v in evaluate(ddp_model, val_loader, ctx.device).items()}
+        metrics |= {
+            "epoch": epoch,
+            "train_loss": all_reduce_mean(sum(losses) / max(len(losses), 1)),
+            "lr": optimizer.param_groups[0]["lr"],
+        }
+        history.append(metrics)
+        logger.info("epoch %d: %s", epoch, metrics)
         if ctx.is_main:
-            config.output_dir.mkdir(parents=True, exist_ok=True)
-            (config.output_dir / "config.json").write_text(json.dumps(config.to_json(), indent=2))
-        history: list[dict[str, float]] = []
-        for epoch in range(start_epoch, config.epochs):
-            if isinstance(train_loader.sampler, DistributedSampler):
-                train_loader.sampler.set_epoch(epoch)
-            ddp_model.train()
-            losses = []
-            bar = progress_bar(
-                train_loader,
-                enabled=config.progress and ctx.is_main,
-                desc=f"epoch {epoch}",
-                total=steps,
+            torch.save(
+                {
+                    "model": unwrap_model(model).state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "lr_scheduler": scheduler.state_dict(),
+                    "epoch": epoch,
+                },
+                config.output_dir / "checkpoint.pth",
             )
-            for step, (images, targets) in enumerate(bar):
-                if step >= steps:
-                    break
-                images, targets = images.to(ctx.device), targets.to(ctx.device)
-                if mixup is not None:
-                    images, targets = mixup(images, targets)
-                with autocast(ctx.device, enabled=config.amp):
-                    loss = criterion(ddp_model(images), targets)
-                if not math.isfinite(loss.item()):
-                    raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch} step {step}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.clip_grad > 0:
-                    nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
-                optimizer.step()
-                scheduler.step_update(epoch * steps + step + 1)
-                losses.append(loss.item())
-            metrics = {
-                f"val_{k}": v for k, v in evaluate(ddp_model, val_loader, ctx.device).items()
-            }
-            metrics |= {
-                "epoch": epoch,
-                "train_loss": all_reduce_mean(sum(losses) / max(len(losses), 1)),
-                "lr": optimizer.param_groups[0]["lr"],
-            }
-            history.append(metrics)
-            logger.info("epoch %d: %s", epoch, metrics)
-            if ctx.is_main:
-                torch.save(
-                    {
-                        "model": unwrap_model(model).state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "lr_scheduler": scheduler.state_dict(),
-                        "epoch": epoch,
-                    },
-                    config.output_dir / "checkpoint.pth",
-                )
-                write_metrics(config.output_dir, {"history": history, "world_size": ctx.world_size})
-        return {"history": history, "world_size": ctx.world_size, "num_classes": num_classes}
-    finally:
-        cleanup_distributed()
+            write_metrics(config.output_dir, {"history": history, "world_size": ctx.world_size})
+    return {"history": history, "world_size": ctx.world_size, "num_classes": num_classes}
 
 
 def evaluate_checkpoint(
