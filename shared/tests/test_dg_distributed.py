@@ -90,6 +90,7 @@ SCRIPT = textwrap.dedent(
     """
     import json, os, sys
     import torch, torch.distributed as dist
+    from papers_shared.distributed import cleanup_distributed
     from papers_shared.dg import ERM, TrainConfig, check_replicas_in_sync, train_algorithm
 
     rows = []
@@ -120,7 +121,7 @@ SCRIPT = textwrap.dedent(
         check_replicas_in_sync(algorithm)
     except RuntimeError as err:
         print(f"rank {rank} detected: {err}")
-    dist.destroy_process_group()
+    cleanup_distributed()  # collects DDP wrappers before leaving the group
     """
 )
 

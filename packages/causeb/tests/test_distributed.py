@@ -18,6 +18,7 @@ SCRIPT = textwrap.dedent(
     """
     import json, sys
     import torch, torch.distributed as dist
+    from papers_shared.distributed import cleanup_distributed
     from papers_shared.dg import TrainConfig, train_algorithm
     import causeb  # registers CauseEB
 
@@ -44,7 +45,7 @@ SCRIPT = textwrap.dedent(
         torch.save(dict(algorithm.named_parameters()), f"{name}.pt")
         with open(f"{name}.json", "w") as handle:
             json.dump([r["loss"] for r in records], handle)
-    dist.destroy_process_group()
+    cleanup_distributed()  # collects DDP wrappers before leaving the group
     """
 )
 

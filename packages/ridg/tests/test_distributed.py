@@ -16,6 +16,7 @@ from papers_shared.distributed import run_torchrun
 SCRIPT = textwrap.dedent(
     """
     import torch, torch.distributed as dist
+    from papers_shared.distributed import cleanup_distributed
     from ridg import RationaleInvarianceLoss
     from ridg.losses import closed_form_rationale_loss
     dist.init_process_group("gloo")
@@ -39,7 +40,7 @@ SCRIPT = textwrap.dedent(
         assert torch.allclose(loss_fn.bank[c], expected, atol=1e-6), (rank, c)
     assert loss_fn.initialised.all()
     print("OK", rank)
-    dist.destroy_process_group()
+    cleanup_distributed()  # collects DDP wrappers before leaving the group
     """
 )
 
@@ -59,6 +60,7 @@ TRAIN_SCRIPT = textwrap.dedent(
     """
     import json, sys
     import torch, torch.distributed as dist
+    from papers_shared.distributed import cleanup_distributed
     from papers_shared.dg import TrainConfig, train_algorithm
     import ridg  # registers RIDG
 
@@ -76,7 +78,7 @@ TRAIN_SCRIPT = textwrap.dedent(
         losses = [{k: r[k] for k in ("loss", "ce", "invariance")} for r in records]
         with open(f"{out}/double{int(double)}_rank{rank}.json", "w") as handle:
             json.dump(losses, handle)
-    dist.destroy_process_group()
+    cleanup_distributed()  # collects DDP wrappers before leaving the group
     """
 )
 

@@ -9,6 +9,7 @@ wrappers are not registered submodules, so ``state_dict`` keys never gain a ``mo
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -139,8 +140,10 @@ class Algorithm(nn.Module):
         self._parallel = {name: wrap_ddp(getattr(self, name), ctx, **options) for name in names}
 
     def undistribute(self) -> None:
-        """Drop the DDP wrappers (the modules themselves are unchanged)."""
+        """Drop the DDP wrappers (the modules themselves are unchanged) and collect them now:
+        a wrapper that outlives its process group can abort the process at exit."""
         self._parallel = {}
+        gc.collect()
 
     def parallel(self, name: str) -> nn.Module:
         """Submodule ``name`` as ``update`` must call it: its DDP wrapper when distributed."""
