@@ -35,8 +35,7 @@ def test_single_process_context_is_a_no_op():
 def test_ddp_on_two_gloo_processes(tmp_path):
     script = tmp_path / "ddp_script.py"
     script.write_text(SCRIPT)
-    result = run_torchrun([str(script)], nproc=2, timeout=120)
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = run_torchrun([str(script)], nproc=2, timeout=120, check=True)
     assert "rank 0/2 mean 0.50" in result.stdout and "rank 1/2 mean 0.50" in result.stdout
 
 
@@ -45,3 +44,12 @@ def test_unwrap_model_returns_plain_module():
 
     model = nn.Linear(2, 2)
     assert unwrap_model(model) is model
+
+
+@pytest.mark.distributed
+def test_run_torchrun_check_reports_a_failed_job(tmp_path):
+    script = tmp_path / "fails.py"
+    script.write_text("import sys\nprint('worker says no', file=sys.stderr)\nsys.exit(3)\n")
+    assert run_torchrun([str(script)], nproc=1, timeout=120).returncode != 0
+    with pytest.raises(RuntimeError, match="worker says no"):
+        run_torchrun([str(script)], nproc=1, timeout=120, check=True)

@@ -133,9 +133,17 @@ def autocast(
 
 
 def run_torchrun(
-    args: Sequence[str], nproc: int = 2, timeout: float = 300, env: dict[str, str] | None = None
+    args: Sequence[str],
+    nproc: int = 2,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
+    *,
+    check: bool = False,
 ) -> subprocess.CompletedProcess:
-    """Run ``torchrun --standalone --nproc_per_node=nproc <args>`` (for tests of DDP trainers)."""
+    """Run ``torchrun --standalone --nproc_per_node=nproc <args>`` (for tests of DDP trainers).
+
+    ``check=True`` raises ``RuntimeError`` with the end of stderr when the job fails.
+    """
     cmd = [
         sys.executable,
         "-m",
@@ -145,6 +153,11 @@ def run_torchrun(
         *args,
     ]
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run(
+    result = subprocess.run(
         cmd, capture_output=True, text=True, timeout=timeout, env=full_env, check=False
     )
+    if check and result.returncode != 0:
+        raise RuntimeError(
+            f"torchrun exited with {result.returncode}; end of stderr:\n{result.stderr[-3000:]}"
+        )
+    return result
