@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import importlib
 import importlib.util
 import json
@@ -164,21 +165,34 @@ filterwarnings =
 """
 
 
-def locked_timm_version(lock: Path = ROOT / "uv.lock") -> str:
+def _locked_timm(lock: Path = ROOT / "uv.lock") -> dict:
     data = tomllib.loads(lock.read_text())
-    versions = {p["version"] for p in data.get("package", []) if p.get("name") == "timm"}
-    if len(versions) != 1:
-        raise SystemExit(f"expected one timm version in {lock}, found {sorted(versions) or 'none'}")
-    return versions.pop()
+    entries = [p for p in data.get("package", []) if p.get("name") == "timm"]
+    if len(entries) != 1:
+        raise SystemExit(f"expected one timm entry in {lock}, found {len(entries)}")
+    return entries[0]
+
+
+def locked_timm_version() -> str:
+    return _locked_timm()["version"]
 
 
 def find_sdist(cache: Path, version: str) -> Path:
+    """The cached sdist, checked against the sha256 that uv.lock records for it."""
     path = cache / f"timm-{version}.tar.gz"
     if not path.is_file():
         raise FileNotFoundError(
             f"timm {version} source distribution not found at {path}. Fetch it once (network) with:\n"
             f"  python -m pip download --no-binary :all: --no-deps timm=={version} -d {cache}"
         )
+    expected = _locked_timm().get("sdist", {}).get("hash", "")
+    if expected.startswith("sha256:"):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != expected.removeprefix("sha256:"):
+            raise FileNotFoundError(
+                f"{path} does not match the sha256 in uv.lock ({expected}); delete it and fetch "
+                f"it again"
+            )
     return path
 
 
