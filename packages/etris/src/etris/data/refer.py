@@ -262,6 +262,12 @@ class RefLmdbDataset(_RefBase):
         mask = _decode_mask(value["mask"])
         return self._finish(image, mask, self._pick(list(value["sents"]), j), i)
 
+    def close(self) -> None:
+        """Close the LMDB environment (reopened on the next item)."""
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
 
 def collate_eval(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack images and ids; keep original-size masks, letterbox boxes and sentences as lists."""

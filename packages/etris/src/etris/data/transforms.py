@@ -96,7 +96,7 @@ def image_to_tensor(image: Any) -> torch.Tensor:
     array = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
     if array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"expected an RGB image (H, W, 3), got shape {array.shape}")
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float()
+    return torch.from_numpy(np.array(array, copy=True)).permute(2, 0, 1).float()
 
 
 def normalize_image(image: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +89,10 @@ def create_clip(
         cfg["vision_cfg"]["image_size"] = image_size
     model = CLIP(**cfg)
     if pretrained:
-        if Path(pretrained).exists():
+        looks_like_path = any(sep in pretrained for sep in ("/", "\\")) or pretrained.endswith(
+            (".pt", ".pth", ".bin", ".safetensors")
+        )
+        if Path(pretrained).exists() or looks_like_path:
             state = read_clip_checkpoint(pretrained)
         else:
             # a named tag: let open_clip fetch its native-size weights, then resize ourselves
@@ -105,14 +110,24 @@ def read_clip_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
             f"CLIP checkpoint not found: {path} (OpenAI's RN50.pt / RN101.pt / ViT-B-16.pt, or an "
             "open_clip state dict)"
         )
-    try:
-        jit = torch.jit.load(str(path), map_location="cpu")
-        state = {k: v for k, v in jit.state_dict().items()}
-    except RuntimeError:
+    if _is_jit_archive(path):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            jit = torch.jit.load(str(path), map_location="cpu")
+        state = dict(jit.state_dict())
+    else:
         from papers_shared.checkpoint import read_state_dict
 
         state = read_state_dict(path)
     return {k: v.float() for k, v in state.items() if k not in _OPENAI_EXTRA_KEYS}
+
+
+def _is_jit_archive(path: Path) -> bool:
+    """A TorchScript archive (OpenAI's CLIP files) holds a ``code/`` folder in its zip."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in name for name in archive.namelist())
 
 
 def resize_vit_pos_embed(pos_embed: torch.Tensor, grid_size: int) -> torch.Tensor:
@@ -127,7 +142,8 @@ def resize_vit_pos_embed(pos_embed: torch.Tensor, grid_size: int) -> torch.Tenso
         raise ValueError(f"position table has {grid.shape[0]} grid rows, not a square number")
     if old == grid_size:
         return pos_embed.clone()
-    grid = grid.reshape(1, old, old, -1).permute(0, 3, 1, 2).float()
+    work = pos_embed.dtype if pos_embed.dtype in (torch.float32, torch.float64) else torch.float32
+    grid = grid.reshape(1, old, old, -1).permute(0, 3, 1, 2).to(work)
     grid = F.interpolate(
         grid, size=(grid_size, grid_size), mode="bicubic", align_corners=False, antialias=False
     )
