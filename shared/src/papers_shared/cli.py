@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from papers_shared.cli_utils import add_verbosity_flags, parse_and_run
-from papers_shared.methods import Method, Table, discover_methods
+from papers_shared.methods import DemoResult, Method, Table, discover_methods
+from papers_shared.verdict import MIN_SEEDS, ArmStats
 
 __all__ = ["main", "run_demos"]
 
@@ -64,6 +65,43 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return status
 
 
+def _arm(stats: ArmStats) -> str:
+    return f"{stats.mean:.4g} +- {stats.std:.2g} (n={len(stats.values)})"
+
+
+def _result_rows(name: str, result: DemoResult, seconds: float) -> list[list[str]]:
+    if not result.verdicts:
+        verdict = "held" if result.held else "did not hold"
+        return [
+            [
+                name,
+                result.claim,
+                f"{result.ours:.4g}",
+                f"{result.baseline:.4g}",
+                "-",
+                f"{verdict} (one run, no margin)",
+                f"{seconds:.0f}",
+            ]
+        ]
+    rows = []
+    for v in result.verdicts:
+        verdict = v.verdict
+        if v.quick and verdict == "not shown" and v.n < MIN_SEEDS:
+            verdict = f"not shown (quick: {v.n} seeds)"
+        rows.append(
+            [
+                name,
+                f"{result.claim} [{v.metric}]",
+                f"{v.method.name} {_arm(v.method)}",
+                f"{v.baseline.name} {_arm(v.baseline)}",
+                f"{v.margin:g}",
+                verdict,
+                f"{seconds:.0f}",
+            ]
+        )
+    return rows
+
+
 def run_demos(
     selected: dict[str, Method | Exception | None],
     *,
@@ -72,48 +110,39 @@ def run_demos(
     progress: bool | None,
     seed: int = 0,
 ) -> tuple[Table, list[dict]]:
-    """Run each demo, catching failures, and return the summary table plus per-package records."""
-    rows, records = [], []
+    """Run each demo, catching failures, and return the summary table (mean +- std per arm, the
+    margin and the verdict of every claim) plus per-package records."""
+    rows: list[list[str]] = []
+    records: list[dict] = []
     for name, method in selected.items():
         start = time.perf_counter()
         if not isinstance(method, Method):
             reason = "not installed" if method is None else f"failed to load: {method}"
-            rows.append([name, "-", "-", "-", reason, "-"])
+            rows.append([name, "-", "-", "-", "-", reason, "-"])
             records.append({"package": name, "status": reason})
             continue
         print(f"[papers] running {name} demo ({'full' if full else 'quick'})", file=sys.stderr)
         try:
             result = method.demo(full=full, output_root=output_root, progress=progress, seed=seed)
         except Exception as err:  # one failing demo must not stop the others
-            rows.append(
-                [
-                    name,
-                    "-",
-                    "-",
-                    "-",
-                    f"error: {type(err).__name__}: {err}",
-                    f"{time.perf_counter() - start:.0f}",
-                ]
-            )
+            seconds = time.perf_counter() - start
+            message = f"error: {type(err).__name__}: {err}"
+            rows.append([name, "-", "-", "-", "-", message, f"{seconds:.0f}"])
             records.append({"package": name, "status": "error", "error": repr(err)})
             continue
         seconds = time.perf_counter() - start
-        rows.append(
-            [
-                name,
-                result.claim,
-                f"{result.ours:.4g}",
-                f"{result.baseline:.4g}",
-                "held" if result.held else "did not hold",
-                f"{seconds:.0f}",
-            ]
-        )
+        rows.extend(_result_rows(name, result, seconds))
         records.append({"package": name, "status": "ok", "seconds": seconds, **result.to_dict()})
     table = Table(
-        ["package", "claim", "ours", "baseline", "claim held?", "seconds"],
+        ["package", "claim", "method (mean +- std)", "baseline (mean +- std)", "margin", "verdict",
+         "seconds"],
         rows,
         title="papers demo",
-    )
+        notes=[
+            "verdict: held when the mean paired difference over >= 3 seeds exceeds the margin and "
+            "twice its standard error; reversed when the baseline wins that way; else not shown"
+        ],
+    )  # fmt: skip
     return table, records
 
 

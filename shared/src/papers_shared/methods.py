@@ -11,11 +11,14 @@ where ``METHOD`` is a :class:`Method`. ``info()`` returns the params/FLOPs table
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
+
+from papers_shared.verdict import ClaimVerdict
 
 __all__ = ["ENTRY_POINT_GROUP", "Table", "DemoResult", "Method", "DemoFn", "discover_methods"]
 
@@ -61,21 +64,59 @@ class Table:
 
 @dataclass
 class DemoResult:
-    """What a demo measured. ``held`` says honestly whether the claim held in miniature."""
+    """What a demo measured and whether the paper's claim held in miniature.
+
+    ``verdicts`` (from :func:`papers_shared.verdict.judge_claim`, one per claim) decide ``held``:
+    it is ``all(v.verdict == "held")``. ``ours`` / ``baseline`` default to the first verdict's arm
+    means. A result without verdicts keeps the ``held`` it was given.
+    """
 
     package: str
     claim: str
     metric: str
-    ours: float
-    baseline: float
-    held: bool
-    table: Table
+    ours: float = math.nan
+    baseline: float = math.nan
+    held: bool = False
+    table: Table = field(default_factory=lambda: Table(["arm", "mean", "std"], []))
     run_dir: Path | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    verdicts: list[ClaimVerdict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.verdicts:
+            self.held = all(v.verdict == "held" for v in self.verdicts)
+            first = self.verdicts[0]
+            if math.isnan(self.ours):
+                self.ours = first.method.mean
+            if math.isnan(self.baseline):
+                self.baseline = first.baseline.mean
+
+    @property
+    def verdict(self) -> str:
+        """ "held" when every verdict held; else "reversed" if any is reversed; else "not shown".
+        Without verdicts: "held" or "did not hold" from ``held``."""
+        if not self.verdicts:
+            return "held" if self.held else "did not hold"
+        if self.held:
+            return "held"
+        if any(v.verdict == "reversed" for v in self.verdicts):
+            return "reversed"
+        return "not shown"
+
+    def summary_lines(self) -> list[str]:
+        """Per claim: mean +- std per arm, the margin and the verdict (one line each)."""
+        if self.verdicts:
+            return [v.line() for v in self.verdicts]
+        return [
+            f"{self.metric}: ours {self.ours:.4g} vs baseline {self.baseline:.4g} -> "
+            f"{self.verdict} (single run, no margin)"
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["run_dir"] = str(self.run_dir) if self.run_dir else None
+        out["verdicts"] = [v.to_dict() for v in self.verdicts]
+        out["verdict"] = self.verdict
         return out
 
 

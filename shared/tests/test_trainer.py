@@ -1,0 +1,344 @@
+"""The shared trainer: learning, run-folder rules, resume, non-finite losses, precision, DDP."""
+
+import json
+import logging
+import textwrap
+
+import pytest
+import torch
+
+from papers_shared.distributed import run_torchrun
+from papers_shared.trainer import (
+    NonFiniteLossError,
+    RunFolderError,
+    Trainer,
+    TrainerConfig,
+)
+
+# the tasks live in a string so that the 2-process test runs the very same code under torchrun
+TASKS = textwrap.dedent('''
+    import torch
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+    from papers_shared.trainer import StepOutput, TrainTask
+
+    class Regression(TrainTask):
+        """y = x @ w_true on 64 samples; optional BatchNorm, NaN samples, a NaN loss schedule."""
+
+        name = "regression"
+
+        def __init__(self, lr=0.05, batch_size=8, use_bn=False, nan_samples=(), dtype=torch.float32,
+                     nan_losses=(), momentum=0.9, n=64, shuffle=True):
+            self.lr, self.batch_size, self.use_bn, self.momentum = lr, batch_size, use_bn, momentum
+            self.nan_samples, self.nan_losses, self.dtype = tuple(nan_samples), set(nan_losses), dtype
+            self.n, self.shuffle = n, shuffle
+            self.calls = 0
+            self.commits = 0
+            self.optimizer = None
+            self.scheduler = None
+            self.seen = []  # (step, autocast enabled, autocast dtype)
+
+        def config_dict(self):
+            return {"lr": self.lr, "batch_size": self.batch_size, "use_bn": self.use_bn}
+
+        def build_model(self):
+            layers = [nn.Linear(4, 16)]
+            if self.use_bn:
+                layers.append(nn.BatchNorm1d(16))
+            layers += [nn.Tanh(), nn.Linear(16, 1)]
+            return nn.Sequential(*layers).to(self.dtype)
+
+        def build_optimizer(self, model):
+            self.optimizer = torch.optim.SGD(model.parameters(), lr=self.lr, momentum=self.momentum)
+            return self.optimizer
+
+        def build_scheduler(self, optimizer, steps_per_epoch, epochs):
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 / (1 + 0.05 * s))
+            return self.scheduler
+
+        def train_dataloader(self):
+            g = torch.Generator().manual_seed(123)
+            x = torch.randn(self.n, 4, generator=g, dtype=torch.float64)
+            y = x @ torch.tensor([[1.0], [-2.0], [0.5], [3.0]], dtype=torch.float64)
+            for i in self.nan_samples:
+                x[i] = float("nan")
+            ds = TensorDataset(x.to(self.dtype), y.to(self.dtype))
+            return DataLoader(ds, batch_size=self.batch_size, shuffle=self.shuffle)
+
+        def training_step(self, model, batch, step):
+            x, y = batch
+            self.seen.append((step, torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+            self.before_forward(model, x, step)
+            self.calls += 1
+            loss = nn.functional.mse_loss(model(x).float(), y.float())
+            if self.calls in self.nan_losses:
+                loss = loss * float("nan")
+            return StepOutput(loss, {"calls": float(self.calls)}, commit=self._commit)
+
+        def _commit(self):
+            self.commits += 1
+
+        def before_forward(self, model, x, step):
+            pass
+
+        def evaluate(self, model):
+            x, y = self.train_dataloader().dataset.tensors
+            keep = ~torch.isnan(x).any(1)
+            return {"val_mse": float(nn.functional.mse_loss(model(x[keep]), y[keep]))}
+
+        def state_dict(self):
+            return {"commits": self.commits}
+
+        def load_state_dict(self, state):
+            self.commits = state["commits"]
+''')
+_namespace: dict = {}
+exec(TASKS, _namespace)
+Regression = _namespace["Regression"]
+
+
+def cfg(tmp_path, name="run", **kw):
+    kw.setdefault("epochs", 3)
+    kw.setdefault("device", "cpu")
+    return TrainerConfig(output_dir=tmp_path / name, **kw)
+
+
+def params(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def same(a, b, atol=0.0):
+    return a.keys() == b.keys() and all(
+        torch.allclose(a[k], b[k], rtol=0, atol=atol) if atol else torch.equal(a[k], b[k])
+        for k in a
+    )
+
+
+def test_tiny_model_learns_and_writes_the_run_folder(tmp_path):
+    result = Trainer(Regression(use_bn=True), cfg(tmp_path, epochs=6)).fit()
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < 0.3 * losses[0], losses
+    run = result.run_dir
+    assert json.loads((run / "config.json").read_text())["task"] == {
+        "lr": 0.05,
+        "batch_size": 8,
+        "use_bn": True,
+    }
+    lines = (run / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4, 5, 6]
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 6 * 8
+    assert result.final["val_mse"] == result.history[-1]["val_mse"]
+    from safetensors.torch import load_file
+
+    saved = load_file(run / "model.safetensors")
+    assert same(saved, params(result.model))
+    assert type(result.model).__name__ == "Sequential"
+
+
+def test_folder_holding_a_run_is_refused(tmp_path):
+    Trainer(Regression(), cfg(tmp_path, epochs=1)).fit()
+    with pytest.raises(RunFolderError, match="already holds a run"):
+        Trainer(Regression(), cfg(tmp_path, epochs=1)).fit()
+
+
+def test_overwrite_starts_again(tmp_path):
+    Trainer(Regression(), cfg(tmp_path, epochs=3)).fit()
+    (tmp_path / "run" / "stale.txt").write_text("old")
+    result = Trainer(Regression(), cfg(tmp_path, epochs=1, overwrite=True)).fit()
+    assert len(result.history) == 1
+    assert not (tmp_path / "run" / "stale.txt").exists()
+    assert len((tmp_path / "run" / "history.jsonl").read_text().splitlines()) == 1
+
+
+def test_resume_keeps_history_and_matches_an_uninterrupted_run(tmp_path):
+    straight = Trainer(Regression(use_bn=True), cfg(tmp_path, "straight", epochs=4)).fit()
+    first = Trainer(Regression(use_bn=True), cfg(tmp_path, "split", epochs=2)).fit()
+    task = Regression(use_bn=True)
+    resumed = Trainer(task, cfg(tmp_path, "split", epochs=4, resume=True)).fit()
+    assert not resumed.nothing_to_do
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+    assert resumed.history[:2] == first.history
+    assert [json.loads(line)["epoch"] for line in
+            (tmp_path / "split" / "history.jsonl").read_text().splitlines()] == [1, 2, 3, 4]  # fmt: skip
+    assert task.commits == 4 * 8  # task state came back from the checkpoint
+    assert task.scheduler.last_epoch == 4 * 8
+    assert same(params(resumed.model), params(straight.model), atol=1e-6)
+    keys = ["train_loss", "lr", "val_mse"]
+    for a, b in zip(resumed.history, straight.history):
+        assert [a[k] for k in keys] == pytest.approx([b[k] for k in keys], rel=1e-5)
+
+
+def test_resume_refuses_a_changed_config_naming_the_keys(tmp_path):
+    Trainer(Regression(), cfg(tmp_path, epochs=1)).fit()
+    with pytest.raises(RunFolderError, match=r"task\.lr, trainer\.grad_accum_steps"):
+        Trainer(Regression(lr=0.1), cfg(tmp_path, epochs=2, grad_accum_steps=2, resume=True)).fit()
+    # a new epoch count alone is fine
+    assert len(Trainer(Regression(), cfg(tmp_path, epochs=2, resume=True)).fit().history) == 2
+
+
+def test_resume_of_a_finished_run_has_nothing_to_do(tmp_path, caplog):
+    done = Trainer(Regression(), cfg(tmp_path, epochs=2)).fit()
+    with caplog.at_level(logging.INFO, logger="papers_shared.trainer"):
+        again = Trainer(Regression(), cfg(tmp_path, epochs=2, resume=True)).fit()
+    assert again.nothing_to_do
+    assert "nothing to do" in caplog.text
+    assert again.history == done.history and again.final == done.final
+    assert same(params(again.model), params(done.model))
+
+
+def test_max_steps_caps_optimizer_steps(tmp_path):
+    result = Trainer(Regression(), cfg(tmp_path, epochs=5, max_steps=11)).fit()
+    assert result.final["steps"] == 11 and result.final["epochs_done"] == 2
+
+
+class Watched(Regression):
+    """Snapshots model, BN buffers, optimizer, scheduler and task state before the NaN batch and
+    checks them at the start of the next batch."""
+
+    def __init__(self, **kw):
+        super().__init__(use_bn=True, batch_size=4, n=16, shuffle=False, nan_samples=(5,), **kw)
+        self.snapshot = None
+        self.checked = False
+
+    def _state(self, model, step):
+        opt = {
+            i: {k: v.clone() for k, v in s.items()}
+            for i, s in enumerate(self.optimizer.state.values())
+        }
+        return params(model), opt, self.scheduler.last_epoch, self.commits, step
+
+    def before_forward(self, model, x, step):
+        if torch.isnan(x).any():
+            self.snapshot = self._state(model, step)
+        elif self.snapshot is not None and not self.checked:
+            (p0, o0, s0, c0, st0), (p1, o1, s1, c1, st1) = self.snapshot, self._state(model, step)
+            assert any("running_mean" in k for k in p0)
+            assert same(p0, p1), "parameters or BatchNorm statistics changed"
+            assert o0.keys() == o1.keys() and all(same(o0[i], o1[i]) for i in o0)
+            assert (s0, c0, st0) == (s1, c1, st1)
+            self.checked = True
+
+
+def test_nan_batch_leaves_every_state_bitwise_unchanged(tmp_path):
+    task = Watched()
+    result = Trainer(task, cfg(tmp_path, epochs=1)).fit()
+    assert task.checked
+    assert result.history[0]["nonfinite_skipped"] == 1
+    assert task.commits == 3 and result.final["steps"] == 3
+    assert torch.isfinite(torch.tensor(result.history[0]["train_loss"]))
+
+
+def test_nonfinite_losses_in_a_row_stop_the_run(tmp_path):
+    with pytest.raises(NonFiniteLossError, match="3 non-finite losses in a row"):
+        Trainer(Regression(nan_losses={2, 3, 4}), cfg(tmp_path)).fit()
+
+
+def test_nonfinite_losses_apart_are_only_counted(tmp_path):
+    result = Trainer(Regression(nan_losses={2, 3, 5, 6}), cfg(tmp_path, epochs=1)).fit()
+    assert result.history[0]["nonfinite_skipped"] == 4 and result.final["steps"] == 4
+
+
+def test_grad_accumulation_matches_the_big_batch(tmp_path):
+    # the shuffled order comes from the trainer's seed, so 2 x 4 samples are the same 8 samples
+    big = Trainer(Regression(batch_size=8), cfg(tmp_path, "big", epochs=2)).fit()
+    acc = Regression(batch_size=4)
+    small = Trainer(acc, cfg(tmp_path, "acc", epochs=2, grad_accum_steps=2)).fit()
+    assert small.final["steps"] == big.final["steps"] == 16
+    assert acc.scheduler.last_epoch == 16  # stepped once per optimizer step
+    assert same(params(small.model), params(big.model), atol=1e-6)
+    unaccumulated = Trainer(Regression(batch_size=4), cfg(tmp_path, "four", epochs=2)).fit()
+    assert not same(params(unaccumulated.model), params(big.model), atol=1e-4)
+
+
+def test_grad_clipping_bounds_the_update(tmp_path):
+    before = Regression().build_model()
+    torch.manual_seed(0)
+    task = Regression(lr=1.0, momentum=0.0)
+    task.build_model = lambda: before  # same start, to measure the one update
+    start = params(before)
+    result = Trainer(task, cfg(tmp_path, epochs=1, max_steps=1, clip_grad_norm=1e-3)).fit()
+    step = torch.cat([(result.model.state_dict()[k] - start[k]).flatten() for k in start])
+    assert 0 < step.norm() <= 1e-3 * (1 + 1e-4)
+
+
+def test_bf16_on_cpu_autocasts(tmp_path):
+    task = Regression()
+    result = Trainer(task, cfg(tmp_path, epochs=4, precision="bf16")).fit()
+    assert all(enabled and dtype == torch.bfloat16 for _, enabled, dtype in task.seen)
+    assert result.history[-1]["train_loss"] < 0.5 * result.history[0]["train_loss"]
+    assert next(result.model.parameters()).dtype == torch.float32
+
+
+def test_fp32_on_cpu_does_not_autocast(tmp_path):
+    task = Regression()
+    Trainer(task, cfg(tmp_path, epochs=1, precision="fp32")).fit()
+    assert not any(enabled for _, enabled, _ in task.seen)
+
+
+def test_float64_model_trains_in_float64(tmp_path):
+    result = Trainer(Regression(dtype=torch.float64), cfg(tmp_path, epochs=4)).fit()
+    assert all(p.dtype == torch.float64 for p in result.model.parameters())
+    assert result.history[-1]["train_loss"] < 0.5 * result.history[0]["train_loss"]
+
+
+def test_fp16_on_cpu_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="fp16.*CUDA"):
+        Trainer(Regression(), cfg(tmp_path, precision="fp16")).fit()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("precision", "fp8", "precision must be one of"),
+        ("epochs", 0, "epochs must be an int >= 1"),
+        ("grad_accum_steps", 1.5, "grad_accum_steps"),
+        ("clip_grad_norm", -1.0, "clip_grad_norm"),
+        ("device", "gpu", "device must be"),
+        ("max_steps", 0, "max_steps"),
+    ],
+)
+def test_trainer_config_rejects_bad_values(tmp_path, field, value, message):
+    with pytest.raises(ValueError, match=message):
+        TrainerConfig(output_dir=tmp_path, **{field: value})
+
+
+def test_trainer_config_resume_and_overwrite_exclude_each_other(tmp_path):
+    with pytest.raises(ValueError, match="resume and overwrite"):
+        TrainerConfig(output_dir=tmp_path, resume=True, overwrite=True)
+
+
+def test_trainer_config_from_dict_round_trip_and_unknown_keys(tmp_path):
+    config = TrainerConfig(output_dir=str(tmp_path), epochs=7, clip_grad_norm=1.0)
+    assert TrainerConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError, match=r"unknown TrainerConfig field\(s\) \['epoch'\]"):
+        TrainerConfig.from_dict({"output_dir": "x", "epoch": 3})
+
+
+DDP_SCRIPT = TASKS + textwrap.dedent("""
+    import os, sys
+    from papers_shared.distributed import cleanup_distributed
+    from papers_shared.trainer import Trainer, TrainerConfig
+
+    out, batch_size = sys.argv[1], int(sys.argv[2])
+    task = Regression(batch_size=batch_size, momentum=0.9, nan_samples=(13,))
+    result = Trainer(task, TrainerConfig(output_dir=out, epochs=2, device="cpu")).fit()
+    if int(os.environ.get("RANK", "0")) == 0:
+        torch.save({k: v.clone() for k, v in result.model.state_dict().items()}, out + "/final.pt")
+    del result
+    cleanup_distributed()
+""")
+
+
+@pytest.mark.distributed
+def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_path):
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT)
+    run_torchrun([str(script), str(tmp_path / "two"), "4"], nproc=2, timeout=240, check=True)
+    run_torchrun([str(script), str(tmp_path / "one"), "8"], nproc=1, timeout=240, check=True)
+    two = torch.load(tmp_path / "two" / "final.pt")
+    one = torch.load(tmp_path / "one" / "final.pt")
+    assert same(two, one, atol=1e-5)
+    history = [json.loads(x) for x in (tmp_path / "two" / "history.jsonl").read_text().splitlines()]
+    # the NaN sample sits on one rank only; both ranks skipped that step together
+    assert [h["nonfinite_skipped"] for h in history] == [1, 1]
+    assert history[-1]["step"] == 2 * 7
