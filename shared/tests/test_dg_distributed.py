@@ -76,14 +76,16 @@ def test_bf16_autocast_runs_on_cpu_and_fp16_is_refused():
         algorithm.classifier.register_forward_hook(lambda m, i, out: dtypes.append(out.dtype))
         return algorithm
 
-    records, algorithm = train_algorithm(tiny_config(None, steps=2, amp="bf16"), factory)
+    records, algorithm = train_algorithm(tiny_config(None, steps=2, precision="bf16"), factory)
     assert torch.bfloat16 in dtypes  # training forwards ran under autocast
     assert math.isfinite(records[-1]["loss"])
     assert all(p.dtype == torch.float32 for p in algorithm.parameters())
     with pytest.raises(ValueError, match="CUDA"):
-        train_algorithm(tiny_config(None, amp="fp16"))
-    with pytest.raises(ValueError, match="amp"):
-        tiny_config(None, amp="int8")
+        train_algorithm(tiny_config(None, precision="fp16"))
+    with pytest.raises(ValueError, match="precision"):
+        tiny_config(None, precision="int8")
+    with pytest.warns(DeprecationWarning, match="--precision"):
+        assert tiny_config(None, amp="none").precision == "fp32"  # the old spelling
 
 
 SCRIPT = textwrap.dedent(

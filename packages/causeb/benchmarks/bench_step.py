@@ -19,7 +19,7 @@ import time
 import torch
 import torchvision
 from causeb import CauseEB
-from causeb.rds import fit_batch_gaussian, random_domain_sampling
+from causeb.augment import fit_batch_gaussian, random_domain_sampling
 
 from papers_shared.counting import count_flops
 from papers_shared.dg import ERM

@@ -9,7 +9,13 @@ from papers_shared.dg import TrainConfig, train
 
 
 def test_help_ends_with_examples(capsys):
-    for argv in (["--help"], ["train", "--help"], ["sweep", "--help"], ["export", "--help"]):
+    for argv in (
+        ["--help"],
+        ["train", "--help"],
+        ["eval", "--help"],
+        ["sweep", "--help"],
+        ["export", "--help"],
+    ):
         with pytest.raises(SystemExit):
             main(argv)
         out = capsys.readouterr().out.rstrip().splitlines()
@@ -53,7 +59,8 @@ def _colour_domains(seed: int, n: int = 96):
 
 def _train_tiny(alpha: float, domains, steps: int = 60):
     torch.manual_seed(0)
-    algorithm = CauseEB((2, 12, 12), 2, 2, {"cnn_width": 8, "alpha": alpha, "rds_draws": 2000})
+    hparams = {"cnn_width": 8, "alpha": alpha, "rds_draws": 2000, "lr": 1e-3}  # small-image lr
+    algorithm = CauseEB((2, 12, 12), 2, 2, hparams)
     algorithm.rds_generator = torch.Generator().manual_seed(0)
     g = torch.Generator().manual_seed(1)
     for _ in range(steps):

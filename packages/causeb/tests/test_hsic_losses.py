@@ -1,8 +1,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from causeb.hsic import hsic, hsic_closed_form
-from causeb.losses import consistency_loss, dissimilarity, independence_loss
+from causeb.losses import consistency_loss, dissimilarity, hsic, hsic_closed_form, independence_loss
 
 
 def _hand_hsic(x, y):

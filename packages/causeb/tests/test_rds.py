@@ -1,6 +1,6 @@
 import pytest
 import torch
-from causeb.rds import STD_EPS, fit_batch_gaussian, random_domain_sampling, sample_least_likely
+from causeb.augment import STD_EPS, fit_batch_gaussian, random_domain_sampling, sample_least_likely
 
 
 def _feature_map(batch=8, channels=4, seed=0):

@@ -1,26 +1,62 @@
 """CausEB: a causal-inspired early-branching network for domain generalization (IJCV 2024).
 
-Importing registers the ``CauseEB`` / ``CausEB`` algorithms with the DomainBed-style harness.
+Names load on first use; ``from causeb import CauseEB`` (or importing ``causeb.algorithm``)
+registers the ``CauseEB`` / ``CausEB`` algorithms with the DomainBed-style harness.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from causeb._version import __version__
-from causeb.algorithm import CausEB, CauseEB, causeb_hparams, hsic_of_features
-from causeb.convert import load_domainbed_checkpoint
-from causeb.hsic import hsic, hsic_closed_form
-from causeb.losses import consistency_loss, dissimilarity, independence_loss
-from causeb.models import (
-    DomainMLP,
-    build_branches,
-    build_projector,
-    split_digits_cnn,
-    split_resnet,
-)
-from causeb.rds import random_domain_sampling, sample_least_likely
+
+if TYPE_CHECKING:
+    from causeb.algorithm import CausEB, CauseEB, hsic_of_features
+    from causeb.augment import random_domain_sampling, sample_least_likely
+    from causeb.config import CausEBConfig, causeb_hparams
+    from causeb.convert import load_domainbed_checkpoint
+    from causeb.losses import (
+        consistency_loss,
+        dissimilarity,
+        hsic,
+        hsic_closed_form,
+        independence_loss,
+    )
+    from causeb.models import (
+        DomainMLP,
+        build_branches,
+        build_projector,
+        split_digits_cnn,
+        split_resnet,
+    )
+
+_WHERE = {
+    "CauseEB": "algorithm",
+    "CausEB": "algorithm",
+    "hsic_of_features": "algorithm",
+    "CausEBConfig": "config",
+    "causeb_hparams": "config",
+    "load_domainbed_checkpoint": "convert",
+    "hsic": "losses",
+    "hsic_closed_form": "losses",
+    "dissimilarity": "losses",
+    "consistency_loss": "losses",
+    "independence_loss": "losses",
+    "DomainMLP": "models",
+    "build_branches": "models",
+    "build_projector": "models",
+    "split_resnet": "models",
+    "split_digits_cnn": "models",
+    "random_domain_sampling": "augment",
+    "sample_least_likely": "augment",
+}
 
 __all__ = [
     "__version__",
     "CauseEB",
     "CausEB",
+    "CausEBConfig",
     "causeb_hparams",
     "hsic_of_features",
     "load_domainbed_checkpoint",
@@ -37,3 +73,16 @@ __all__ = [
     "random_domain_sampling",
     "sample_least_likely",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'causeb' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"causeb.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

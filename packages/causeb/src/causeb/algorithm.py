@@ -21,8 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from causeb.hsic import hsic
-from causeb.losses import consistency_loss, independence_loss
+from causeb.augment import random_domain_sampling
+from causeb.config import CausEBConfig, causeb_hparams
+from causeb.losses import consistency_loss, hsic, independence_loss
 from causeb.models import (
     BackbonePart,
     DigitsCNNPart,
@@ -31,44 +32,11 @@ from causeb.models import (
     build_projector,
     freeze_batchnorm2d,
 )
-from causeb.rds import NUM_DRAWS, random_domain_sampling
-from papers_shared.dg import HParam, default_hparams, hparam_space, register_algorithm
-from papers_shared.dg.algorithms import Algorithm, Minibatches, make_adam
+from papers_shared.dg.algorithms import Algorithm, Minibatches, make_adam, register_algorithm
+from papers_shared.dg.hparams import HParam
 from papers_shared.dg.networks import DigitsCNN
 
-__all__ = ["CauseEB", "CausEB", "causeb_hparams"]
-
-
-def causeb_hparams(dataset: str) -> dict[str, HParam]:
-    """CausEB's own hyper-parameters (official registry + the values it forgot), DomainBed style.
-
-    ``mlp_width/depth/dropout`` are missing upstream (the official code raises KeyError); the
-    defaults and ranges are DomainBed's DANN ones. ``split_after``, ``train_projector``,
-    ``use_abs_sigma``, ``dissimilarity_margin`` and ``rds_draws`` are our options, faithful by default.
-    """
-    return {
-        "alpha": HParam(
-            1.0, lambda r: 10 ** r.uniform(-1, 0), "weight of the HSIC independence loss"
-        ),
-        "beta": HParam(
-            0.3, lambda r: 0.3 * 10 ** r.uniform(-1, 0), "weight of the consistency loss"
-        ),
-        "resnet18": HParam(True, lambda r: True, "ResNet-18 (False: ResNet-50)"),
-        "mlp_width": HParam(256, lambda r: int(2 ** r.uniform(6, 10)), "domain-head MLP width"),
-        "mlp_depth": HParam(3, lambda r: int(r.choice([3, 4, 5])), "domain-head MLP depth"),
-        "mlp_dropout": HParam(
-            0.0, lambda r: float(r.choice([0.0, 0.1, 0.5])), "domain-head dropout"
-        ),
-        "split_after": HParam("layer1", lambda r: "layer1", "stage after which the branches split"),
-        "train_projector": HParam(
-            False, lambda r: False, "optimise the projector (official code: it stays at init)"
-        ),
-        "use_abs_sigma": HParam(False, lambda r: False, "use |sigma'| in RDS (official: no clamp)"),
-        "dissimilarity_margin": HParam(
-            0.0, lambda r: 0.0, "0: official max-minus-mean G; > 0: hinge relu(margin - MSE)"
-        ),
-        "rds_draws": HParam(NUM_DRAWS, lambda r: NUM_DRAWS, "candidate draws per RDS call"),
-    }
+__all__ = ["CauseEB", "CausEB", "causeb_hparams", "hsic_of_features"]
 
 
 @register_algorithm
@@ -89,18 +57,17 @@ class CauseEB(Algorithm):
         num_domains: int,
         hparams: Mapping[str, Any],
     ) -> None:
-        # Missing names take the registry defaults (small-image or large-image ones).
-        dataset = "RotatedDigits" if max(tuple(input_shape)[1:]) <= 64 else "PACS"
-        merged = {**default_hparams(hparam_space(type(self), dataset)), **dict(hparams)}
-        super().__init__(input_shape, num_classes, num_domains, merged)
+        super().__init__(input_shape, num_classes, num_domains, hparams)
+        self.config = CausEBConfig.from_hparams(self.hparams)  # validates the values
         hp = self.hparams
         self.base, self.featurizer_class, self.featurizer_domains = build_branches(
             self.input_shape, hp
         )
         dim = int(self.featurizer_class.num_features)  # type: ignore[arg-type]
         self.classifier_class = nn.Linear(dim, num_classes)
+        cfg = self.config
         self.classifier_domains = DomainMLP(
-            dim, num_domains, int(hp["mlp_width"]), int(hp["mlp_depth"]), float(hp["mlp_dropout"])
+            dim, num_domains, cfg.mlp_width, cfg.mlp_depth, cfg.mlp_dropout
         )
         self.cdpl = build_projector(dim)
         self.rds_generator: torch.Generator | None = None
@@ -119,7 +86,7 @@ class CauseEB(Algorithm):
             self.classifier_class,
             self.classifier_domains,
         ]
-        if self.hparams["train_projector"]:
+        if self.config.train_projector:
             modules.append(self.cdpl)
         return [p for m in modules for p in m.parameters()]
 
@@ -141,15 +108,15 @@ class CauseEB(Algorithm):
             "classifier_class",
             "classifier_domains",
         ]
-        return [*names, "cdpl"] if self.hparams["train_projector"] else names
+        return [*names, "cdpl"] if self.config.train_projector else names
 
     def rds(self, h: torch.Tensor) -> torch.Tensor:
         """RDS in full precision (also under autocast); output in ``h``'s dtype."""
         return random_domain_sampling(
             h.float(),
-            num_draws=int(self.hparams["rds_draws"]),
+            num_draws=self.config.rds_draws,
             generator=self.rds_generator,
-            use_abs_sigma=bool(self.hparams["use_abs_sigma"]),
+            use_abs_sigma=self.config.use_abs_sigma,
         ).to(h.dtype)
 
     def features(
@@ -189,9 +156,13 @@ class CauseEB(Algorithm):
         )
         indp = independence_loss(causal, domain)
         cons = consistency_loss(
-            causal, domain, self.parallel("cdpl"), float(self.hparams["dissimilarity_margin"])
+            causal,
+            domain,
+            self.parallel("cdpl"),
+            self.config.dissimilarity_margin,
+            self.config.projector_passes,
         )
-        total = main + float(self.hparams["beta"]) * cons + float(self.hparams["alpha"]) * indp
+        total = main + self.config.beta * cons + self.config.alpha * indp
         return {
             "loss": total,
             "loss_main": main,

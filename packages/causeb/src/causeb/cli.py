@@ -1,4 +1,4 @@
-"""``causeb info | demo | train | sweep | collect | export``."""
+"""``causeb info | demo | train | eval | sweep | collect | export``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ from pathlib import Path
 
 from causeb.plugin import METHOD
 from papers_shared.cli_utils import build_package_parser, parse_and_run
-from papers_shared.dg.cli import add_dg_commands
+from papers_shared.dg.cli import HelpFormatter, add_dg_commands, add_global_flags
 
 __all__ = ["build_parser", "main"]
+
+
+def _register_algorithm() -> None:
+    import causeb.algorithm  # noqa: F401  (registers CauseEB / CausEB with the harness)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -18,7 +22,7 @@ def _export(args: argparse.Namespace) -> int:
 
     from causeb.convert import load_domainbed_checkpoint
 
-    algorithm = load_domainbed_checkpoint(args.checkpoint)
+    algorithm = load_domainbed_checkpoint(args.checkpoint, trust_checkpoint=args.trust_checkpoint)
     model = algorithm.export()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), args.output)
@@ -35,16 +39,24 @@ def build_parser() -> argparse.ArgumentParser:
         "on a DomainBed-compatible harness.",
         ["causeb info", "causeb demo --quick"],
     )
-    add_dg_commands(sub, "causeb", "CauseEB")
+    add_dg_commands(sub, "causeb", "CauseEB", setup=_register_algorithm)
     p = sub.add_parser(
         "export",
         help="turn a DomainBed model.pkl into a plain inference model's state dict",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Keep what predict uses (stem, causal trunk, class head) as a torchvision "
+        "ResNet (or the small CNN + Linear) state dict.",
+        formatter_class=HelpFormatter,
         epilog="examples:\n  causeb export out/model.pkl --output deployed.pt\n"
-        "  causeb export sweep/abc123/model.pkl --output resnet18_causeb.pt",
+        "  causeb export out --output resnet18_causeb.pt",
     )
-    p.add_argument("checkpoint", type=Path, help="DomainBed checkpoint (model.pkl)")
+    p.add_argument("checkpoint", type=Path, help="DomainBed model.pkl, or the run folder")
     p.add_argument("--output", type=Path, required=True, help="where to write the state dict")
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow full unpickling of the file (runs code from it: only for files you trust)",
+    )
+    add_global_flags(p, json_flag=False)
     p.set_defaults(handler=_export)
     return parser
 

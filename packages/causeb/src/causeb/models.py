@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from papers_shared.dg.networks import DigitsCNN, ResNetFeaturizer
+from papers_shared.dg.networks import DigitsCNN, ResNetFeaturizer, check_network_switches
 
 __all__ = [
     "BackbonePart",
@@ -193,6 +193,7 @@ def build_branches(
     """
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (C, H, W), got {input_shape}")
+    check_network_switches(hparams)
     split_after = str(hparams.get("split_after", "layer1"))
     dropout = float(hparams.get("resnet_dropout", 0.0))
     if max(input_shape[1:]) <= 64:

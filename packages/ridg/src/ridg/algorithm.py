@@ -4,64 +4,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from papers_shared.dg import (
-    ERM,
-    HParam,
-    Minibatches,
-    default_hparams,
-    hparam_space,
-    register_algorithm,
-)
-from papers_shared.dg.algorithms import make_adam
-from ridg.losses import BANK_DTYPES, REDUCTIONS, VARIANTS, RationaleInvarianceLoss
+from papers_shared.dg.algorithms import ERM, Minibatches, make_adam, register_algorithm
+from papers_shared.dg.hparams import HParam
+from ridg.config import RIDGConfig, ridg_hparams
+from ridg.losses import RationaleInvarianceLoss
 
 __all__ = ["RIDG", "BANK_PREFIX", "ridg_hparams"]
 
 logger = logging.getLogger(__name__)
 
 BANK_PREFIX = "invariance."
-
-
-def _fixed(value: Any) -> Callable[[Any], Any]:
-    return lambda r: value
-
-
-def ridg_hparams(dataset: str) -> dict[str, HParam]:
-    """RIDG's own hyper-parameters (the official fork's registry plus our switches)."""
-    return {
-        "resnet18": HParam(True, _fixed(True), "ResNet-18 (the paper's main table)"),
-        "momentum": HParam(
-            0.001,
-            lambda r: 10 ** r.uniform(-4, -1),
-            "weight of the new batch mean in the class-mean bank (paper: m in [1e-4, 0.1])",
-        ),
-        "ridg_reg": HParam(
-            0.01,
-            lambda r: 10 ** r.uniform(-2, -1),
-            "alpha, weight of the invariance loss (paper text: [1e-3, 0.1])",
-        ),
-        "ridg_reduction": HParam(
-            "official", _fixed("official"), f"loss normalisation, one of {REDUCTIONS}"
-        ),
-        "ridg_variant": HParam(
-            "rationale", _fixed("rationale"), f"what is made invariant / target, one of {VARIANTS}"
-        ),
-        "ridg_closed_form": HParam(True, _fixed(True), "memory-exact closed form (else naive)"),
-        "ridg_double_forward": HParam(
-            False, _fixed(False), "two featurizer passes per step, as the official code"
-        ),
-        "ridg_min_class_count": HParam(
-            1, _fixed(1), "classes with fewer samples in a batch are left out of the loss"
-        ),
-        "ridg_bank_dtype": HParam(
-            "float32", _fixed("float32"), f"bank storage, one of {sorted(BANK_DTYPES)}"
-        ),
-    }
 
 
 @register_algorithm
@@ -75,6 +32,7 @@ class RIDG(ERM):
     """
 
     hparam_help = "momentum, ridg_reg (alpha), ridg_reduction, ridg_variant, ridg_bank_dtype"
+    optional_state_prefixes: ClassVar[tuple[str, ...]] = (BANK_PREFIX,)
 
     def __init__(
         self,
@@ -89,19 +47,17 @@ class RIDG(ERM):
                 "RIDG needs a linear classifier (the rationale W[k, j] * z[j] is defined only for "
                 "a linear last layer); set hparams nonlinear_classifier=false"
             )
-        defaults = default_hparams(hparam_space(type(self), ""))  # missing names -> defaults
-        super().__init__(
-            input_shape, num_classes, num_domains, {**defaults, **hparams}, make_optimizer
-        )
+        super().__init__(input_shape, num_classes, num_domains, hparams, make_optimizer)
+        self.config = RIDGConfig.from_hparams(self.hparams)  # validates the values
         self.invariance = RationaleInvarianceLoss(
             num_classes,
             self.featurizer.n_outputs,
-            momentum=float(self.hparams["momentum"]),
-            reduction=str(self.hparams["ridg_reduction"]),
-            variant=str(self.hparams["ridg_variant"]),
-            use_closed_form=bool(self.hparams["ridg_closed_form"]),
-            bank_dtype=str(self.hparams["ridg_bank_dtype"]),
-            min_class_count=int(self.hparams["ridg_min_class_count"]),
+            momentum=self.config.momentum,
+            reduction=self.config.ridg_reduction,
+            variant=self.config.ridg_variant,
+            use_closed_form=self.config.ridg_closed_form,
+            bank_dtype=self.config.ridg_bank_dtype,
+            min_class_count=self.config.ridg_min_class_count,
         )
 
     @classmethod
@@ -116,7 +72,7 @@ class RIDG(ERM):
         featurizer, classifier = self.parallel("featurizer"), self.parallel("classifier")
         with self.autocast():
             features = featurizer(x)  # (N, D)
-            if self.hparams["ridg_double_forward"]:  # official: a second pass (new dropout mask)
+            if self.config.ridg_double_forward:  # official: a second pass (new dropout mask)
                 logits = classifier(featurizer(x))
             else:
                 logits = classifier(features)
@@ -124,7 +80,7 @@ class RIDG(ERM):
         # full precision for the bank and the distance; under DDP the bank update all-reduces
         # the class sums, and the head weight's gradient from this term joins DDP's all-reduce
         invariance = self.invariance(features.float(), self.classifier, y)
-        loss = ce + float(self.hparams["ridg_reg"]) * invariance
+        loss = ce + self.config.ridg_reg * invariance
         self.backward_step(loss, self.optimizer)
         return {"loss": loss.item(), "ce": ce.item(), "invariance": invariance.item()}
 

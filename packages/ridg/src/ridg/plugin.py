@@ -1,13 +1,35 @@
-"""The ``papers`` plugin entry point of ``ridg``."""
+"""The ``papers`` plugin entry point of ``ridg`` (the heavy modules load when a verb runs)."""
 
 from __future__ import annotations
 
-from papers_shared.methods import Method
-from ridg.demo import demo, info
+from pathlib import Path
+
+from papers_shared.methods import DemoResult, Method, Table
+
+__all__ = ["METHOD"]
+
+
+def _info() -> list[Table]:
+    from ridg.info import info
+
+    return info()
+
+
+def _demo(
+    *,
+    full: bool = False,
+    output_root: Path = Path("runs"),
+    progress: bool | None = None,
+    seed: int = 0,
+) -> DemoResult:
+    from ridg.demo import demo
+
+    return demo(full=full, output_root=output_root, progress=progress, seed=seed)
+
 
 METHOD = Method(
     name="ridg",
     title="Domain Generalization via Rationale Invariance (ICCV 2023)",
-    info=info,
-    demo=demo,
+    info=_info,
+    demo=_demo,
 )

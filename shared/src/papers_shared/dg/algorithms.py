@@ -29,15 +29,54 @@ __all__ = [
     "register_algorithm",
     "get_algorithm_class",
     "hparam_space",
+    "complete_hparams",
+    "PRECISIONS",
     "AMP_DTYPES",
+    "resolve_precision",
+    "NonFiniteLossError",
+    "SkippedStep",
 ]
 
-# ``--amp`` choices: autocast dtype (None: full precision). fp16 also scales the loss.
+# ``--precision`` choices (the workspace's one vocabulary) -> autocast dtype (None: full
+# precision). ``auto`` is resolved per device by :func:`resolve_precision`; fp16 also scales the
+# loss. ``none`` is the old ``--amp`` spelling of fp32, still accepted.
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 AMP_DTYPES: dict[str, torch.dtype | None] = {
+    "fp32": None,
     "none": None,
     "bf16": torch.bfloat16,
     "fp16": torch.float16,
 }
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> ``bf16`` on a CUDA device that supports it, else ``fp32``; ``none`` -> ``fp32``.
+
+    Raises ``ValueError`` for an unknown name and for ``fp16`` on a non-CUDA device (fp16
+    autocast with loss scaling needs CUDA).
+    """
+    if precision not in (*PRECISIONS, "none"):
+        raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return "bf16" if cuda_bf16 else "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(
+            f"precision 'fp16' (autocast + loss scaling) needs a CUDA device, got {device}; "
+            "use bf16 or fp32"
+        )
+    return "fp32" if precision == "none" else precision
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training stopped: the loss was NaN or infinite for too many consecutive steps."""
+
+
+class SkippedStep(FloatingPointError):
+    """Raised by :meth:`Algorithm.backward_step` for a non-finite loss, before any backward
+    pass or optimizer step. :meth:`Algorithm.guarded_update` catches it and restores the
+    buffers; called through plain ``update`` it reaches the caller."""
+
 
 Minibatches = Sequence[tuple[torch.Tensor, torch.Tensor]]
 A = TypeVar("A", bound=type["Algorithm"])
@@ -62,6 +101,20 @@ def hparam_space(algorithm: type[Algorithm], dataset: str) -> HParamSpace:
     return {**base_hparam_space(dataset), **algorithm.extra_hparams(dataset)}
 
 
+def complete_hparams(
+    algorithm: type[Algorithm], hparams: Mapping[str, Any], dataset: str | None = None
+) -> dict[str, Any]:
+    """``hparams`` with every missing name filled from the registry defaults: the one place
+    where an algorithm built without a full hyper-parameter dict gets its defaults.
+
+    ``dataset`` selects the dataset-dependent defaults (``lr``, ``weight_decay``,
+    ``batch_size``); None means DomainBed's defaults for its image datasets (PACS and the
+    like). Nothing is inferred from the input size.
+    """
+    space = hparam_space(algorithm, dataset or "PACS")
+    return {**{name: h.default for name, h in space.items()}, **dict(hparams)}
+
+
 class Algorithm(nn.Module):
     """A domain-generalization method: one ``update`` per step over one minibatch per domain.
 
@@ -69,6 +122,8 @@ class Algorithm(nn.Module):
     """
 
     hparam_help: ClassVar[str] = ""
+    # state_dict prefixes a checkpoint may lack (e.g. buffers the official code did not save)
+    optional_state_prefixes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -81,7 +136,7 @@ class Algorithm(nn.Module):
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
         self.num_domains = num_domains
-        self.hparams = dict(hparams)
+        self.hparams = complete_hparams(type(self), hparams)
         # Plain attributes (not submodules): DDP wrappers by submodule name, mixed precision.
         self._parallel: dict[str, nn.Module] = {}
         self._amp_device = torch.device("cpu")
@@ -152,16 +207,15 @@ class Algorithm(nn.Module):
 
     # -- mixed precision --------------------------------------------------------------------------
 
-    def set_precision(self, amp: str, device: torch.device) -> None:
-        """``amp``: ``none``, ``bf16`` or ``fp16`` autocast in :meth:`autocast` (fp16 with a
-        ``GradScaler`` in :meth:`backward_step`). CUDA runs both; CPU runs bf16 only."""
-        if amp not in AMP_DTYPES:
-            raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)}, got {amp!r}")
-        if amp == "fp16" and device.type != "cuda":
-            raise ValueError("amp='fp16' (autocast + GradScaler) needs a CUDA device; use bf16")
+    def set_precision(self, precision: str, device: torch.device) -> str:
+        """``precision``: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (see :func:`resolve_precision`)
+        for :meth:`autocast` (fp16 with a ``GradScaler`` in :meth:`backward_step`). CUDA runs
+        both low precisions; CPU runs bf16 only. Returns the resolved name."""
+        resolved = resolve_precision(precision, device)
         self._amp_device = device
-        self._amp_dtype = AMP_DTYPES[amp]
-        self._grad_scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+        self._amp_dtype = AMP_DTYPES[resolved]
+        self._grad_scaler = torch.amp.GradScaler("cuda") if resolved == "fp16" else None
+        return resolved
 
     @contextlib.contextmanager
     def autocast(self) -> Iterator[None]:
@@ -173,7 +227,14 @@ class Algorithm(nn.Module):
             yield
 
     def backward_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-        """``zero_grad``, ``backward`` and ``step`` (loss-scaled under fp16 autocast)."""
+        """``zero_grad``, ``backward`` and ``step`` (loss-scaled under fp16 autocast).
+
+        A non-finite loss (on any rank: the check is all-reduced, so every rank skips together)
+        raises :class:`SkippedStep` before the backward pass: no gradient, no optimizer or
+        scaler step.
+        """
+        if not _finite_everywhere(loss):
+            raise SkippedStep(f"non-finite loss ({loss.detach().float().item()})")
         optimizer.zero_grad(set_to_none=True)
         if self._grad_scaler is None:
             loss.backward()
@@ -188,9 +249,43 @@ class Algorithm(nn.Module):
     ) -> dict[str, float]:
         raise NotImplementedError
 
+    def guarded_update(
+        self, minibatches: Minibatches, unlabeled: Sequence[torch.Tensor] | None = None
+    ) -> dict[str, float] | None:
+        """``update``, or None when its loss is not finite; then the step leaves no trace.
+
+        Every buffer (BatchNorm statistics, memory banks, their flags) is copied before the
+        forward pass and copied back after a skipped step, and the optimizer is never stepped
+        (:meth:`backward_step` refuses first), so parameters, optimizer and scaler state are
+        untouched too. The copy costs one extra buffer-sized block of memory.
+        """
+        buffers = [b for b in self.buffers() if b is not None]
+        snapshot = [b.detach().clone() for b in buffers]
+        try:
+            return self.update(minibatches, unlabeled)
+        except SkippedStep:
+            with torch.no_grad():
+                for buffer, saved in zip(buffers, snapshot, strict=True):
+                    buffer.copy_(saved)
+            return None
+
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, C, H, W) -> logits (B, K)."""
         raise NotImplementedError
+
+
+def _finite_everywhere(loss: torch.Tensor) -> bool:
+    """Whether ``loss`` is finite on every rank (one all-reduce when distributed)."""
+    import torch.distributed as dist
+
+    bad = torch.tensor(
+        0.0 if bool(torch.isfinite(loss.detach()).all()) else 1.0, dtype=torch.float32
+    )
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if dist.get_backend() == "nccl":
+            bad = bad.to(loss.device)
+        dist.all_reduce(bad)
+    return float(bad) == 0.0
 
 
 def make_adam(params: Any, hparams: Mapping[str, Any]) -> torch.optim.Adam:

@@ -8,7 +8,26 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["ResNetFeaturizer", "DigitsCNN", "build_featurizer", "build_classifier"]
+__all__ = [
+    "ResNetFeaturizer",
+    "DigitsCNN",
+    "build_featurizer",
+    "build_classifier",
+    "check_network_switches",
+]
+
+# DomainBed backbone switches these networks do not implement: true is refused, not ignored.
+UNSUPPORTED_BACKBONES = ("vit", "dinov2")
+
+
+def check_network_switches(hparams: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` when ``hparams`` asks for a DomainBed backbone we do not build."""
+    asked = [name for name in UNSUPPORTED_BACKBONES if bool(hparams.get(name, False))]
+    if asked:
+        raise ValueError(
+            f"hparams {asked} ask for a backbone these algorithms do not implement; only the "
+            "DomainBed ResNet-18/50 (resnet18) and the small-image CNN are available"
+        )
 
 
 class ResNetFeaturizer(nn.Module):
@@ -98,6 +117,7 @@ def build_featurizer(input_shape: tuple[int, ...], hparams: Mapping[str, Any]) -
     """Small images (side <= 64) get ``DigitsCNN``; larger ones the DomainBed ResNet."""
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (C, H, W), got {input_shape}")
+    check_network_switches(hparams)
     if max(input_shape[1:]) <= 64:
         return DigitsCNN(input_shape, width=int(hparams.get("cnn_width", 64)))
     return ResNetFeaturizer(input_shape, hparams)

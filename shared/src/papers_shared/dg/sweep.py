@@ -110,7 +110,8 @@ def run_jobs(
             skipped += 1
             continue
         logger.info("running %s", job.output_dir.name)
-        run(TrainConfig(**job.args, progress=progress))
+        # a job's folder is named by its arguments: an unfinished one is this job's, so resume
+        run(TrainConfig(**job.args, progress=progress, resume=True))
         ran += 1
     return ran, skipped
 

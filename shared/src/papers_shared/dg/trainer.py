@@ -9,11 +9,14 @@ sharded over the ranks (exact counts, all-reduced) and rank 0 alone writes files
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import os
+import pickle
 import random
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -24,7 +27,15 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from papers_shared.dg.algorithms import AMP_DTYPES, Algorithm, get_algorithm_class, hparam_space
+from papers_shared.checkpoint import load_state_dict_checked
+from papers_shared.dg.algorithms import (
+    AMP_DTYPES,
+    PRECISIONS,
+    Algorithm,
+    NonFiniteLossError,
+    get_algorithm_class,
+    hparam_space,
+)
 from papers_shared.dg.datasets import get_dataset
 from papers_shared.dg.hparams import resolve_hparams
 from papers_shared.dg.loaders import (
@@ -45,19 +56,57 @@ from papers_shared.seeding import seed_hash
 
 __all__ = [
     "TrainConfig",
+    "RunFolderError",
+    "NonFiniteLossError",
     "train",
     "train_algorithm",
     "accuracy",
     "load_algorithm",
+    "read_domainbed_checkpoint",
+    "algorithm_from_checkpoint",
+    "resolve_model_path",
     "check_replicas_in_sync",
 ]
 
 logger = logging.getLogger(__name__)
 
 
+class RunFolderError(FileExistsError):
+    """The output folder already holds a run and neither ``resume`` nor ``overwrite`` was asked,
+    or a resumed run's settings differ from the saved ones."""
+
+
+# Settings a resumed run may change: they do not alter what the steps compute.
+RESUMABLE_KEYS = frozenset(
+    {"steps", "progress", "resume", "overwrite", "device", "eval_batch_size", "max_nonfinite"}
+)
+RUN_FILES = ("results.jsonl", "done", "model.pkl", "train_state.pt")
+
+
 @dataclass
 class TrainConfig:
-    """DomainBed's ``scripts/train.py`` arguments, same names and meaning."""
+    """DomainBed's ``scripts/train.py`` arguments (same names and meaning) plus the run-folder,
+    device and precision settings every trainer of the workspace shares.
+
+    Attributes:
+        dataset, algorithm, data_dir, test_envs, hparams, hparams_seed, trial_seed, seed,
+            steps, checkpoint_freq, holdout_fraction, output_dir, skip_model_save,
+            save_model_every_checkpoint, task: as in DomainBed (``steps`` / ``checkpoint_freq``
+            None: the dataset's ``N_STEPS`` / ``CHECKPOINT_FREQ``).
+        device: ``auto`` (``cuda:LOCAL_RANK`` when CUDA is available, else CPU), ``cpu``,
+            ``cuda`` or ``cuda:N``.
+        precision: ``auto`` (bf16 on CUDA with bf16 support, else fp32), ``fp32``, ``bf16``
+            (autocast) or ``fp16`` (autocast + loss scaling, CUDA only).
+        eval_batch_size: batch size of the accuracy evaluations.
+        progress: progress bar (None: when stderr is a terminal).
+        overwrite: replace a run already in ``output_dir``.
+        resume: continue the run in ``output_dir`` from its last checkpoint (its records are
+            kept; settings other than ``steps`` and the ones that do not change results must
+            match).
+        max_nonfinite: consecutive non-finite losses (each step skipped without touching any
+            state) before training stops with :class:`NonFiniteLossError`.
+        amp: deprecated spelling of ``precision`` (``none`` = ``fp32``).
+    """
 
     dataset: str = "RotatedDigits"
     algorithm: str = "ERM"
@@ -73,11 +122,15 @@ class TrainConfig:
     output_dir: str | None = "train_output"
     skip_model_save: bool = False
     save_model_every_checkpoint: bool = False
-    device: str | None = None
+    device: str | None = "auto"
     eval_batch_size: int = 64
     progress: bool | None = None
     task: str = "domain_generalization"
-    amp: str = "none"
+    precision: str = "auto"
+    overwrite: bool = False
+    resume: bool = False
+    max_nonfinite: int = 3
+    amp: str | None = None
 
     def __post_init__(self) -> None:
         if not self.test_envs:
@@ -86,8 +139,27 @@ class TrainConfig:
             raise ValueError(f"holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
         if self.task != "domain_generalization":
             raise ValueError(f"only task='domain_generalization' is supported, got {self.task!r}")
-        if self.amp not in AMP_DTYPES:
-            raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)}, got {self.amp!r}")
+        if self.amp is not None:
+            warnings.warn(
+                "TrainConfig.amp / --amp is deprecated; use precision / --precision "
+                "{auto,fp32,bf16,fp16}",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            if self.amp not in AMP_DTYPES:
+                raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)}, got {self.amp!r}")
+            self.precision = "fp32" if self.amp == "none" else self.amp
+            self.amp = None
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
+        if self.resume and self.overwrite:
+            raise ValueError("resume and overwrite exclude each other: choose one")
+        if self.max_nonfinite < 1:
+            raise ValueError(f"max_nonfinite must be >= 1, got {self.max_nonfinite}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.checkpoint_freq is not None and self.checkpoint_freq < 1:
+            raise ValueError(f"checkpoint_freq must be >= 1, got {self.checkpoint_freq}")
 
 
 def _count_correct(
@@ -134,11 +206,11 @@ def _dist_context(cfg: TrainConfig) -> DistContext:
     ``cuda:<LOCAL_RANK>`` or CPU."""
     initialised = dist.is_available() and dist.is_initialized()
     world_size = dist.get_world_size() if initialised else int(os.environ.get("WORLD_SIZE", "1"))
+    device = None if cfg.device in (None, "auto") else cfg.device
     if world_size <= 1:
-        device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         return DistContext(rank=0, world_size=1, local_rank=0, device=torch.device(device))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = cfg.device
     if device == "cuda":
         device = f"cuda:{local_rank}"
     if not initialised:
@@ -220,6 +292,122 @@ def train_algorithm(
             cleanup_distributed()
 
 
+def _prepare_run_folder(cfg: TrainConfig, out_dir: Path) -> list[dict[str, Any]]:
+    """Apply the run-folder rules; return the records a resumed run keeps (else [])."""
+    existing = [name for name in RUN_FILES if (out_dir / name).exists()]
+    if out_dir.is_dir():
+        existing += [
+            p.name
+            for pattern in ("model_step*.pkl", "train_state.rank*.pt")
+            for p in out_dir.glob(pattern)
+        ]
+    if not existing:
+        return []
+    if cfg.overwrite:
+        for name in existing:
+            (out_dir / name).unlink(missing_ok=True)  # other ranks may remove it first
+        logger.info("overwriting the run in %s", out_dir)
+        return []
+    if not cfg.resume:
+        raise RunFolderError(
+            f"{out_dir} already holds a run ({', '.join(sorted(existing))}); pass --resume to "
+            "continue it or --overwrite to replace it, or choose another --output-dir"
+        )
+    records = _read_records(out_dir / "results.jsonl")
+    if records:
+        _check_same_settings(records[-1]["args"], cfg, out_dir)
+    return records
+
+
+def _read_records(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _args_record(cfg: TrainConfig) -> dict[str, Any]:
+    args = asdict(cfg)
+    args["hparams"] = cfg.hparams if isinstance(cfg.hparams, str) else json.dumps(cfg.hparams or {})
+    return args
+
+
+def _check_same_settings(saved: dict[str, Any], cfg: TrainConfig, out_dir: Path) -> None:
+    current = _args_record(cfg)
+    differing = sorted(
+        key
+        for key in set(saved) | set(current)
+        if key not in RESUMABLE_KEYS and key != "amp" and saved.get(key) != current.get(key)
+    )
+    if differing:
+        shown = ", ".join(f"{k}: saved {saved.get(k)!r}, now {current.get(k)!r}" for k in differing)
+        raise RunFolderError(
+            f"cannot resume {out_dir}: settings differ from the saved run ({shown}); only "
+            f"{sorted(RESUMABLE_KEYS - {'resume', 'overwrite'})} may change"
+        )
+
+
+def _optimizers(algorithm: Algorithm) -> dict[str, torch.optim.Optimizer]:
+    return {k: v for k, v in vars(algorithm).items() if isinstance(v, torch.optim.Optimizer)}
+
+
+def _save_train_state(
+    path: Path, algorithm: Algorithm, step: int, generator: torch.Generator, nonfinite: int
+) -> None:
+    """Everything a resumed run needs to continue exactly: weights and buffers, optimizer and
+    scaler state, the data-order generator and the global random states."""
+    state = {
+        "step": step,
+        "nonfinite_skipped": nonfinite,
+        "model_dict": algorithm.state_dict(),
+        "optimizers": {k: opt.state_dict() for k, opt in _optimizers(algorithm).items()},
+        "grad_scaler": algorithm._grad_scaler.state_dict() if algorithm._grad_scaler else None,
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy_rng": _numpy_state(),
+        "python_rng": repr(random.getstate()),
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # never a half-written state file
+
+
+def _numpy_state() -> dict[str, Any]:
+    name, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
+    return {
+        "name": name,
+        "keys": torch.from_numpy(np.asarray(keys).astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached": float(cached),
+    }
+
+
+def _load_train_state(path: Path, algorithm: Algorithm, generator: torch.Generator) -> dict:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    algorithm.load_state_dict(state["model_dict"])
+    for name, optimizer in _optimizers(algorithm).items():
+        optimizer.load_state_dict(state["optimizers"][name])
+    if state["grad_scaler"] is not None and algorithm._grad_scaler is not None:
+        algorithm._grad_scaler.load_state_dict(state["grad_scaler"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    np_state = state["numpy_rng"]
+    np.random.set_state(
+        (
+            np_state["name"],
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached"],
+        )
+    )
+    random.setstate(ast.literal_eval(state["python_rng"]))
+    return state
+
+
 def _train(
     cfg: TrainConfig,
     factory: Callable[..., Algorithm],
@@ -230,6 +418,13 @@ def _train(
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     device = ctx.device
+
+    out_dir = Path(cfg.output_dir) if cfg.output_dir else None
+    kept: list[dict[str, Any]] = []
+    if out_dir is not None:  # every rank checks (same files), so all raise or none
+        kept = _prepare_run_folder(cfg, out_dir)
+    if ctx.is_distributed:
+        dist.barrier()  # rank 0 may have removed files the others looked at
 
     dataset = get_dataset(cfg.dataset, cfg.data_dir, cfg.test_envs, hparams)
     in_splits, out_splits = [], []
@@ -271,70 +466,120 @@ def _train(
     algorithm = factory(dataset.input_shape, dataset.num_classes, len(train_envs), hparams).to(
         device
     )
-    algorithm.set_precision(cfg.amp, device)
-    algorithm.distribute(ctx)
+    precision = algorithm.set_precision(cfg.precision, device)
     if ctx.is_distributed:  # dropout, augmentation, RDS...: an independent stream per rank
         torch.manual_seed(seed_hash(cfg.seed, "rank", ctx.rank))
 
     steps = cfg.steps or dataset.N_STEPS
     checkpoint_freq = cfg.checkpoint_freq or dataset.CHECKPOINT_FREQ
     steps_per_epoch = min(len(in_splits[i]) / batch_size for i in train_envs)
-    out_dir = Path(cfg.output_dir) if cfg.output_dir and ctx.is_main else None
-    if out_dir:
+    state_path = out_dir / _state_name(ctx) if out_dir is not None else None
+    start_step, nonfinite_total = 0, 0
+    if cfg.resume and state_path is not None and state_path.exists():
+        state = _load_train_state(state_path, algorithm, generator)
+        start_step, nonfinite_total = int(state["step"]) + 1, int(state["nonfinite_skipped"])
+        kept = [r for r in kept if r["step"] <= state["step"]]
+        logger.info("resuming %s after step %d", out_dir, state["step"])
+    elif kept:
+        kept = []  # records without a saved state: the run starts again
+    algorithm.distribute(ctx)
+    records: list[dict[str, Any]] = list(kept)
+    writes = out_dir is not None and ctx.is_main
+    if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "results.jsonl").unlink(missing_ok=True)
+    if writes and out_dir is not None:
+        _rewrite_records(out_dir / "results.jsonl", records)
+        if start_step < steps:
+            (out_dir / "done").unlink(missing_ok=True)  # running again: not done until the end
+    if start_step >= steps:
+        logger.info("nothing to do: %s already ran %d of %d steps", out_dir, start_step, steps)
+        algorithm.undistribute()
+        if ctx.is_distributed:
+            dist.barrier()
+        return records, algorithm
+    logger.info("%s on %s: %d steps, %s, %s", cfg.algorithm, cfg.dataset, steps, device, precision)
 
-    records: list[dict[str, Any]] = []
     checkpoint_vals: dict[str, list[float]] = defaultdict(list)
+    consecutive_nonfinite = 0
+    skipped_since_checkpoint = 0
     batches = zip(*train_loaders)
     bar = progress_bar(
-        range(steps),
+        range(start_step, steps),
         enabled=cfg.progress if ctx.is_main else False,
         desc=f"{cfg.algorithm} on {cfg.dataset}",
     )
     for step in bar:
         step_start = time.perf_counter()
         minibatches = [(x.to(device), y.to(device)) for x, y in next(batches)]
-        step_vals = algorithm.update(minibatches)
-        checkpoint_vals["step_time"].append(time.perf_counter() - step_start)
-        for key, value in step_vals.items():
-            checkpoint_vals[key].append(float(value))
+        step_vals = algorithm.guarded_update(minibatches)
+        if step_vals is None:
+            consecutive_nonfinite += 1
+            skipped_since_checkpoint += 1
+            nonfinite_total += 1
+            logger.warning(
+                "step %d: non-finite loss, update skipped (%d in a row)",
+                step,
+                consecutive_nonfinite,
+            )
+            if consecutive_nonfinite >= cfg.max_nonfinite:
+                algorithm.undistribute()
+                raise NonFiniteLossError(
+                    f"{cfg.algorithm}: the loss was NaN or infinite in {consecutive_nonfinite} "
+                    f"consecutive steps (up to step {step}); each was skipped without changing "
+                    f"the model. Lower the learning rate, check the data, or allow more with "
+                    f"--max-nonfinite (now {cfg.max_nonfinite})"
+                )
+        else:
+            consecutive_nonfinite = 0
+            checkpoint_vals["step_time"].append(time.perf_counter() - step_start)
+            for key, value in step_vals.items():
+                checkpoint_vals[key].append(float(value))
         if step % checkpoint_freq == 0 or step == steps - 1:
             record: dict[str, Any] = {"step": step, "epoch": step / steps_per_epoch}
             # means over the steps, then over the ranks (equal slices: the global-batch values)
             record.update({k: all_reduce_mean(np.mean(v)) for k, v in checkpoint_vals.items()})
+            record["nonfinite_skipped"] = skipped_since_checkpoint
             for name, loader in eval_loaders.items():
                 record[f"{name}_acc"] = _sharded_accuracy(algorithm, loader, device, ctx)
             record["mem_gb"] = (
                 torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else 0.0
             )
             record["hparams"] = hparams
-            record["args"] = {
-                **asdict(cfg),
-                "hparams": cfg.hparams
-                if isinstance(cfg.hparams, str)
-                else json.dumps(cfg.hparams or {}),
-            }
+            record["args"] = _args_record(cfg)
             records.append(record)
             checkpoint_vals = defaultdict(list)
-            if out_dir:
-                with open(out_dir / "results.jsonl", "a") as handle:
-                    handle.write(json.dumps(record, sort_keys=True) + "\n")
-                if cfg.save_model_every_checkpoint and not cfg.skip_model_save:
-                    torch.save(
-                        _model_checkpoint(cfg, algorithm, dataset),
-                        out_dir / f"model_step{step}.pkl",
-                    )
+            skipped_since_checkpoint = 0
+            if out_dir is not None:
+                if writes:
+                    with open(out_dir / "results.jsonl", "a") as handle:
+                        handle.write(json.dumps(record, sort_keys=True) + "\n")
+                    if cfg.save_model_every_checkpoint and not cfg.skip_model_save:
+                        torch.save(
+                            _model_checkpoint(cfg, algorithm, dataset),
+                            out_dir / f"model_step{step}.pkl",
+                        )
+                if state_path is not None and (writes or ctx.is_distributed):
+                    _save_train_state(state_path, algorithm, step, generator, nonfinite_total)
             bar.set_postfix(loss=f"{record.get('loss', float('nan')):.3f}")
     check_replicas_in_sync(algorithm)
     algorithm.undistribute()
-    if out_dir:
+    if writes and out_dir is not None:
         if not cfg.skip_model_save:
             torch.save(_model_checkpoint(cfg, algorithm, dataset), out_dir / "model.pkl")
         (out_dir / "done").write_text("done\n")
     if ctx.is_distributed:
         dist.barrier()  # the other ranks return once rank 0's files are complete
     return records, algorithm
+
+
+def _state_name(ctx: DistContext) -> str:
+    """Per-rank state files under data-parallel training (random streams differ per rank)."""
+    return "train_state.pt" if not ctx.is_distributed else f"train_state.rank{ctx.rank}.pt"
+
+
+def _rewrite_records(path: Path, records: list[dict[str, Any]]) -> None:
+    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+    path.write_text(text)
 
 
 def _eval_shard(split: SplitDataset, ctx: DistContext) -> SplitDataset:
@@ -344,20 +589,106 @@ def _eval_shard(split: SplitDataset, ctx: DistContext) -> SplitDataset:
     return SplitDataset(split, range(ctx.rank, len(split), ctx.world_size))
 
 
-def load_algorithm(path: str | Path, algorithm_class: type[Algorithm] | None = None) -> Algorithm:
-    """Rebuild an algorithm from a DomainBed ``model.pkl`` (``weights_only=True``)."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict) or "model_dict" not in checkpoint:
-        raise ValueError(f"{path} is not a DomainBed checkpoint (no 'model_dict')")
-    cls = algorithm_class or get_algorithm_class(checkpoint["args"]["algorithm"])
+def resolve_model_path(path: str | Path) -> Path:
+    """``path`` itself, or ``path/model.pkl`` when ``path`` is a run folder."""
+    path = Path(path)
+    if path.is_dir():
+        candidate = path / "model.pkl"
+        if not candidate.is_file():
+            raise FileNotFoundError(
+                f"{path} is a folder without model.pkl (a run folder holds one once training "
+                "finished without --skip_model_save)"
+            )
+        return candidate
+    if not path.exists():
+        raise FileNotFoundError(f"model checkpoint not found: {path}")
+    return path
+
+
+CHECKPOINT_KEYS = ("model_input_shape", "model_num_classes", "model_num_domains", "model_dict")
+
+
+def read_domainbed_checkpoint(path: str | Path, trust_checkpoint: bool = False) -> dict[str, Any]:
+    """Read a DomainBed ``model.pkl`` (or the ``model.pkl`` of a run folder) as a dict.
+
+    Loaded with ``weights_only=True``; ``trust_checkpoint=True`` allows full unpickling (code
+    from the file runs: only for files you trust) and warns. Raises ``ValueError`` naming what
+    the file is when it is not a DomainBed checkpoint.
+    """
+    path = resolve_model_path(path)
+    try:
+        if trust_checkpoint:
+            logger.warning("loading %s with full unpickling (--trust-checkpoint)", path)
+            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        else:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        refused = [ln for ln in str(err).splitlines() if "unsupported global" in ln.lower()]
+        if refused:
+            raise ValueError(
+                f"{path} holds Python objects that safe loading refuses "
+                f"({refused[0].strip()[:160]}); if you trust the file, pass --trust-checkpoint"
+            ) from err
+        raise ValueError(
+            f"{path} is not a readable torch checkpoint (truncated or another format)"
+        ) from err
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as err:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(
+            f"{path} is not a readable torch checkpoint (truncated or another format): "
+            f"{message[:160]}"
+        ) from err
+    if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in CHECKPOINT_KEYS):
+        found = sorted(map(str, checkpoint))[:8] if isinstance(checkpoint, dict) else None
+        raise ValueError(
+            f"{path} is not a DomainBed checkpoint: expected keys {list(CHECKPOINT_KEYS)}, found "
+            f"{found if found is not None else type(checkpoint).__name__}"
+        )
+    args = checkpoint.get("args")
+    if args is not None and not isinstance(args, dict):
+        checkpoint["args"] = dict(vars(args)) if hasattr(args, "__dict__") else {}
+    return checkpoint
+
+
+def load_algorithm(
+    path: str | Path,
+    algorithm_class: type[Algorithm] | None = None,
+    trust_checkpoint: bool = False,
+) -> Algorithm:
+    """Rebuild an algorithm from a DomainBed ``model.pkl`` or a run folder holding one.
+
+    The class is ``algorithm_class`` or the registered one named in the checkpoint's ``args``.
+    """
+    return algorithm_from_checkpoint(
+        read_domainbed_checkpoint(path, trust_checkpoint), algorithm_class, str(path)
+    )
+
+
+def algorithm_from_checkpoint(
+    checkpoint: dict[str, Any],
+    algorithm_class: type[Algorithm] | None = None,
+    path: str = "checkpoint",
+) -> Algorithm:
+    """Rebuild an algorithm from a checkpoint dict read by :func:`read_domainbed_checkpoint`."""
+    if algorithm_class is None:
+        name = (checkpoint.get("args") or {}).get("algorithm")
+        if name is None:
+            raise ValueError(f"{path} does not name its algorithm (no args.algorithm)")
+        algorithm_class = get_algorithm_class(name)
     # the checkpoint holds every weight: never fetch ImageNet weights just to overwrite them
     hparams = {**checkpoint["model_hparams"], "resnet_pretrained": False}
-    algorithm = cls(
+    algorithm = algorithm_class(
         tuple(checkpoint["model_input_shape"]),
-        checkpoint["model_num_classes"],
-        checkpoint["model_num_domains"],
+        int(checkpoint["model_num_classes"]),
+        int(checkpoint["model_num_domains"]),
         hparams,
     )
-    algorithm.load_state_dict(checkpoint["model_dict"])
-    algorithm.hparams = dict(checkpoint["model_hparams"])
+    load_state_dict_checked(
+        algorithm,
+        checkpoint["model_dict"],
+        allow_missing=algorithm.optional_state_prefixes,
+        source=str(path),
+    )
+    # as recorded (e.g. resnet_pretrained); names the file lacks keep their defaults
+    algorithm.hparams = {**algorithm.hparams, **checkpoint["model_hparams"]}
     return algorithm

@@ -1,4 +1,5 @@
-"""Random domain sampling (RDS): new feature statistics drawn from the batch's atypical tail.
+"""Random domain sampling (RDS), the paper's feature-statistics augmentation: new statistics
+drawn from the batch's atypical tail.
 
 For a stem output ``h: (B, C, H, W)`` the per-sample channel means and stds are modelled by one
 Gaussian each over the batch; many candidates are drawn from it and the ``B`` least likely ones
