@@ -1,0 +1,2 @@
+"""Working records (``records``), converters (``converters``), export / validation (``export``) and
+the sample photos (``sample``); import the submodules directly."""

@@ -1,0 +1,2 @@
+"""Foundation-model backends (``backends``), the CLIP filter (``clip_filter``) and text embedders
+(``embedder``); import the submodules directly."""
