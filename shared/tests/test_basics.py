@@ -113,3 +113,38 @@ def test_cpu_fused_attention_is_counted():
     flops = count_flops(torch.nn.functional.scaled_dot_product_attention, q, q, q)
     # QK^T and (attn)V: 2 * B*H*L*L*d multiply-adds
     assert flops.total == 2 * 2 * 4 * 16 * 16 * 8
+
+
+def test_layer_norm_counts_five_per_element_once():
+    x = torch.randn(2, 3, 6)
+    assert count_flops(nn.LayerNorm(6), x).total == 5 * 36
+    assert count_flops(nn.LayerNorm(6, elementwise_affine=False), x).total == 4 * 36
+    # a block with two LayerNorms and a linear: each norm once, plus the multiply-adds
+    block = nn.Sequential(nn.LayerNorm(6), nn.Linear(6, 4), nn.LayerNorm(4))
+    assert count_flops(block, x).total == 5 * 36 + 6 * 4 * 6 + 5 * 24
+
+
+def test_batch_norm_counts_follow_fvcore():
+    x = torch.randn(2, 4, 5, 5)
+    bn = nn.BatchNorm2d(4)
+    assert count_flops(bn.eval(), x).total == 2 * x.numel()
+    assert count_flops(bn.train(), x).total == 5 * x.numel()
+    assert count_flops(nn.GroupNorm(2, 4), x).total == 5 * x.numel()
+
+
+def test_upsampling_and_adaptive_pooling_counts():
+    x = torch.randn(2, 4, 5, 5)
+    assert count_flops(nn.Upsample(scale_factor=2), x).total == 2 * 4 * 10 * 10
+    assert count_flops(nn.Upsample(size=(7, 7), mode="bilinear"), x).total == 2 * 4 * 49
+    assert count_flops(nn.AdaptiveAvgPool2d(2), x).total == x.numel()
+
+
+def test_activations_and_residual_adds_count_zero():
+    x = torch.randn(3, 8)
+    assert count_flops(lambda t: torch.relu(t).softmax(-1) + t, x).total == 0
+
+
+def test_flop_convention_header_names_the_convention():
+    from papers_shared.counting import FLOP_CONVENTION
+
+    assert "one multiply-add = one FLOP" in FLOP_CONVENTION and "fvcore" in FLOP_CONVENTION

@@ -1,11 +1,24 @@
-"""Parameter and FLOP counting in the convention vision papers use.
+"""Parameter and FLOP counting in the one convention every package reports.
 
-FLOPs here follow fvcore / the papers' tables: one multiply-add is one FLOP. torch's
-``FlopCounterMode`` counts a multiply-add as two, so its totals are halved.
+The convention (fvcore's, which most vision papers' tables use):
+
+* one multiply-add is one FLOP (torch's ``FlopCounterMode`` counts it as two; its totals are
+  halved here);
+* matrix multiplications, linear layers, convolutions (bias not counted) and attention kernels
+  (QK^T and AV, including the fused CPU kernel) count their multiply-adds;
+* normalisation layers count per input element, once per layer call: LayerNorm, GroupNorm,
+  InstanceNorm and BatchNorm in training 5 with an affine transform (4 without); BatchNorm in
+  eval 2 (1 without);
+* upsampling counts one per output element, adaptive average pooling one per input element (a
+  1x1 adaptive pool reaches torch as a mean and counts zero);
+* activations, softmax, residual additions and other element-wise ops count zero.
+
+Packages print :data:`FLOP_CONVENTION` in the header of their ``info`` tables.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +27,14 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["ParamCount", "FlopCount", "count_parameters", "count_flops"]
+__all__ = ["FLOP_CONVENTION", "ParamCount", "FlopCount", "count_parameters", "count_flops"]
+
+FLOP_CONVENTION = (
+    "GFLOPs: one multiply-add = one FLOP (fvcore's convention, as the papers count); "
+    "matmuls, convolutions and attention counted, normalisation layers counted once per call, "
+    "activations and element-wise ops not counted"
+)
+"""One line for the header of every ``info`` table that prints FLOPs."""
 
 
 @dataclass(frozen=True)
@@ -49,10 +69,65 @@ def _cpu_flash_attention_flops(
     return 2 * batch * heads * q_len * kv_len * (head_dim + value_dim)
 
 
+def _numel(shape: Any) -> int:
+    return math.prod(shape) if shape is not None else 0
+
+
+# every formula returns twice the fvcore count: count_flops halves all totals at the end
+def _layer_norm_flops(input_shape, normalized_shape, weight_shape=None, *args, **kwargs) -> int:
+    return 2 * _numel(input_shape) * (5 if weight_shape is not None else 4)
+
+
+def _group_norm_flops(input_shape, weight_shape=None, *args, **kwargs) -> int:
+    return 2 * _numel(input_shape) * (5 if weight_shape is not None else 4)
+
+
+def _batch_norm_flops(input_shape, weight_shape=None, bias_shape=None, running_mean=None,
+                      running_var=None, training=False, *args, **kwargs) -> int:  # fmt: skip
+    affine = weight_shape is not None
+    if training:
+        return 2 * _numel(input_shape) * (5 if affine else 4)
+    return 2 * _numel(input_shape) * (2 if affine else 1)
+
+
+def _batch_norm_eval_flops(input_shape, weight_shape=None, *args, **kwargs) -> int:
+    return 2 * _numel(input_shape) * (2 if weight_shape is not None else 1)
+
+
+def _per_output_element(*args, out_shape=None, **kwargs) -> int:
+    return 2 * _numel(out_shape)
+
+
+def _per_input_element(input_shape, *args, **kwargs) -> int:
+    return 2 * _numel(input_shape)
+
+
 def _extra_flop_formulas() -> dict:
     # FlopCounterMode looks formulas up by overload packet and wraps them to receive shapes
-    packet = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
-    return {packet: _cpu_flash_attention_flops} if packet is not None else {}
+    formulas: dict[str, Callable[..., int]] = {
+        "_scaled_dot_product_flash_attention_for_cpu": _cpu_flash_attention_flops,
+        "native_layer_norm": _layer_norm_flops,
+        "native_group_norm": _group_norm_flops,
+        "native_batch_norm": _batch_norm_flops,
+        "cudnn_batch_norm": _batch_norm_flops,
+        "_native_batch_norm_legit": _batch_norm_flops,
+        "_native_batch_norm_legit_no_training": _batch_norm_eval_flops,
+        "upsample_nearest2d": _per_output_element,
+        "upsample_bilinear2d": _per_output_element,
+        "upsample_bicubic2d": _per_output_element,
+        "_adaptive_avg_pool2d": _per_input_element,
+    }
+    out: dict[Any, Callable[..., int]] = {}
+    for name, formula in formulas.items():
+        packet = getattr(torch.ops.aten, name, None)
+        if packet is None:
+            continue
+        out[packet] = formula
+        # torch decomposes an op whose overload it has no formula for (upsampling would turn
+        # into indexing and count zero): list the overloads too
+        for overload in packet.overloads():
+            out[getattr(packet, overload)] = formula
+    return out
 
 
 def count_parameters(model: nn.Module) -> ParamCount:
@@ -76,9 +151,8 @@ def count_flops(
 ) -> FlopCount:
     """Run ``fn(*args, **kwargs)`` under ``FlopCounterMode`` with no grad and count multiply-adds.
 
-    Only operators torch's counter knows (matmuls, convolutions, attention kernels, including the
-    CPU fused attention kernel) are counted, as in fvcore: element-wise ops, norms and
-    activations count zero.
+    The convention is the module's (fvcore's): see the module docstring and
+    :data:`FLOP_CONVENTION`. ``by_operator`` and ``by_module`` split the same total.
     """
     counter = FlopCounterMode(display=False, depth=None, custom_mapping=_extra_flop_formulas())
     with torch.no_grad(), counter:
