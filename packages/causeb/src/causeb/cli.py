@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from causeb.plugin import METHOD
-from papers_shared.cli_utils import build_package_parser, parse_and_run
-from papers_shared.dg.cli import HelpFormatter, add_dg_commands, add_global_flags
+from papers_shared.cli_utils import add_command, build_package_parser, parse_and_run
+from papers_shared.dg.cli import add_dg_commands
 
 __all__ = ["build_parser", "main"]
 
@@ -40,23 +40,25 @@ def build_parser() -> argparse.ArgumentParser:
         ["causeb info", "causeb demo --quick"],
     )
     add_dg_commands(sub, "causeb", "CauseEB", setup=_register_algorithm)
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "export",
         help="turn a DomainBed model.pkl into a plain inference model's state dict",
         description="Keep what predict uses (stem, causal trunk, class head) as a torchvision "
         "ResNet (or the small CNN + Linear) state dict.",
-        formatter_class=HelpFormatter,
-        epilog="examples:\n  causeb export out/model.pkl --output deployed.pt\n"
-        "  causeb export out --output resnet18_causeb.pt",
+        examples=[
+            "causeb export out/model.pkl --output deployed.pt",
+            "causeb export out --output resnet18_causeb.pt",
+        ],
     )
     p.add_argument("checkpoint", type=Path, help="DomainBed model.pkl, or the run folder")
     p.add_argument("--output", type=Path, required=True, help="where to write the state dict")
     p.add_argument(
         "--trust-checkpoint",
         action="store_true",
-        help="allow full unpickling of the file (runs code from it: only for files you trust)",
+        help="unpickle the whole file, running code stored in it; only for files from a source "
+        "you trust",
     )
-    add_global_flags(p, json_flag=False)
     p.set_defaults(handler=_export)
     return parser
 

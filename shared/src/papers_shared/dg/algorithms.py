@@ -20,6 +20,7 @@ from torch import nn
 from papers_shared.dg.hparams import HParam, HParamSpace, base_hparam_space
 from papers_shared.dg.networks import build_classifier, build_featurizer
 from papers_shared.distributed import DistContext, autocast, wrap_ddp
+from papers_shared.trainer import NonFiniteLossError
 
 __all__ = [
     "Algorithm",
@@ -66,10 +67,6 @@ def resolve_precision(precision: str, device: torch.device) -> str:
             "use bf16 or fp32"
         )
     return "fp32" if precision == "none" else precision
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Training stopped: the loss was NaN or infinite for too many consecutive steps."""
 
 
 class SkippedStep(FloatingPointError):

@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_dg_commands", "DATASET_NAMES", "HelpFormatter", "add_global_flags", "shard_arg"]
+from papers_shared.cli_utils import add_command, add_run_flags, config_from_args, flag_names
+
+__all__ = ["add_dg_commands", "DATASET_NAMES", "TRAIN_FLAGS", "shard_arg"]
 
 # The harness's datasets (``papers_shared.dg.datasets.DATASETS``), listed here so that building
 # the parser needs no torch import; a test checks both lists agree.
@@ -34,10 +36,6 @@ SELECTION_NAMES = ("leave_one_out", "oracle", "training_domain")
 PRECISION_NAMES = ("auto", "fp32", "bf16", "fp16")
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown after every flag's help; description and examples kept as written."""
-
-
 def shard_arg(text: str) -> tuple[int, int]:
     """``--shard i/n`` (0-based: 0 <= i < n) with a clear message on a bad value."""
     from papers_shared.sharding import parse_shard
@@ -50,29 +48,9 @@ def shard_arg(text: str) -> tuple[int, int]:
         ) from err
 
 
-def add_global_flags(parser: argparse.ArgumentParser, json_flag: bool = True) -> None:
-    """``-v/--verbose``, ``-q/--quiet`` (and ``--json``) usable after the subcommand too."""
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="count",
-        default=argparse.SUPPRESS,
-        help="more logging; tracebacks on error",
-    )
-    parser.add_argument(
-        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings"
-    )
-    if json_flag:
-        parser.add_argument(
-            "--json", action="store_true", default=False, help="machine-readable output"
-        )
-
-
-def _flag(parser: argparse.ArgumentParser, name: str, *args: Any, **kwargs: Any) -> None:
+def _flag(parser: Any, name: str, *args: Any, **kwargs: Any) -> None:
     """``--kebab-name`` plus its DomainBed ``--snake_name`` alias (when it differs)."""
-    snake = "--" + name[2:].replace("-", "_")
-    names = [name] if snake == name else [name, snake]
-    parser.add_argument(*names, *args, **kwargs)
+    parser.add_argument(*flag_names(name, dg_aliases=True), *args, **kwargs)
 
 
 def _precision(args: argparse.Namespace) -> str:
@@ -85,39 +63,41 @@ def _precision(args: argparse.Namespace) -> str:
     return args.precision
 
 
-def _report(args: argparse.Namespace, values: dict[str, Any]) -> None:
-    if args.json:
-        print(json.dumps(values, indent=2, sort_keys=True, default=str))
-    else:
-        for key, value in sorted(values.items()):
-            print(f"{key}\t{value:.4f}" if isinstance(value, float) else f"{key}\t{value}")
+# argparse dest -> TrainConfig field of the ``train`` verb (``--config`` files use the fields)
+TRAIN_FLAGS = (
+    "dataset",
+    "algorithm",
+    "data_dir",
+    "test_envs",
+    "hparams",
+    "hparams_seed",
+    "trial_seed",
+    "seed",
+    "steps",
+    "checkpoint_freq",
+    "holdout_fraction",
+    "output_dir",
+    "skip_model_save",
+    "save_model_every_checkpoint",
+    "device",
+    "progress",
+    "precision",
+    "overwrite",
+    "resume",
+    "max_nonfinite",
+    "task",
+)
 
 
 def _train(args: argparse.Namespace) -> int:
     from papers_shared.dg.trainer import TrainConfig, train
 
-    cfg = TrainConfig(
-        dataset=args.dataset,
-        algorithm=args.algorithm,
-        data_dir=args.data_dir,
-        test_envs=args.test_envs,
-        hparams=args.hparams,
-        hparams_seed=args.hparams_seed,
-        trial_seed=args.trial_seed,
-        seed=args.seed,
-        steps=args.steps,
-        checkpoint_freq=args.checkpoint_freq,
-        holdout_fraction=args.holdout_fraction,
-        output_dir=args.output_dir,
-        skip_model_save=args.skip_model_save,
-        save_model_every_checkpoint=args.save_model_every_checkpoint,
-        device=args.device,
-        progress=args.progress,
-        precision=_precision(args),
-        overwrite=args.overwrite,
-        resume=args.resume,
-        max_nonfinite=args.max_nonfinite,
-    )
+    if getattr(args, "amp", None) is not None:
+        args.precision = _precision(args)
+        explicit = getattr(args, "explicit_dests", None)
+        if explicit is not None:
+            args.explicit_dests = frozenset(explicit | {"precision"})
+    cfg = config_from_args(TrainConfig, args, flags=TRAIN_FLAGS)
     records = train(cfg)  # data-parallel under torchrun / accelerate launch (WORLD_SIZE > 1)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # every rank holds the same records; rank 0 reports them
@@ -140,7 +120,7 @@ def _eval(args: argparse.Namespace) -> int:
         args.device,
         trust_checkpoint=args.trust_checkpoint,
     )
-    if args.json:
+    if getattr(args, "json", False):
         print(json.dumps(accuracies, indent=2, sort_keys=True))
     else:
         for name, acc in accuracies.items():
@@ -189,10 +169,6 @@ def _collect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _examples(lines: Sequence[str]) -> str:
-    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
-
-
 def add_dg_commands(
     subparsers: argparse._SubParsersAction,
     prog: str,
@@ -200,7 +176,8 @@ def add_dg_commands(
     setup: Callable[[], object] | None = None,
 ) -> None:
     """Add ``train``, ``eval``, ``sweep`` and ``collect`` to a package CLI whose main algorithm
-    is ``algorithm``; every flag shows its default, and ``-v``/``-q`` work after the verb.
+    is ``algorithm``; every flag shows its default, and ``-v``/``-q``/``--json`` work after the
+    verb.
 
     ``setup`` runs before any of these verbs (e.g. importing the module that registers the
     package's algorithms), so building the parser stays free of heavy imports.
@@ -215,87 +192,80 @@ def add_dg_commands(
 
         return wrapped
 
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "train",
         help="one DomainBed training run (results.jsonl, model.pkl, done)",
         description="One DomainBed training run: one minibatch per training domain per step, "
         "accuracy of every in/out split at each checkpoint, records in results.jsonl. A folder "
-        "that already holds a run is refused unless --resume or --overwrite is given.",
-        formatter_class=HelpFormatter,
-        epilog=_examples(
-            [
-                f"torchrun --nproc_per_node 2 -m {prog}.cli train --data-dir data --dataset PACS "
-                "--test-envs 0 --precision bf16 --output-dir out",
-                f"{prog} train --dataset RotatedDigits --test-envs 0 --steps 200 --output-dir out",
-            ]
-        ),
+        "that already holds a run is refused unless --resume or --overwrite is given. "
+        "DomainBed's snake_case flag spellings (--output_dir, --test_envs, ...) work too.",
+        examples=[
+            f"torchrun --nproc_per_node 2 -m {prog}.cli train --data-dir data --dataset PACS "
+            "--test-envs 0 --precision bf16 --output-dir out",
+            f"{prog} train --dataset RotatedDigits --test-envs 0 --steps 200 --output-dir out",
+        ],
     )
-    _flag(p, "--data-dir", default=None, help="folder holding the dataset folders (PACS/, ...)")
-    p.add_argument("--dataset", default="RotatedDigits", choices=datasets, help="domain list")
-    p.add_argument("--algorithm", default=algorithm, help="registered algorithm class name")
-    p.add_argument(
+    add_run_flags(p, output_dir_default="train_output", dg_aliases=True)
+    group = p.add_argument_group("DomainBed")
+    _flag(group, "--data-dir", default=None, help="folder holding the dataset folders (PACS/...)")
+    group.add_argument("--dataset", default="RotatedDigits", choices=datasets, help="domain list")
+    group.add_argument("--algorithm", default=algorithm, help="registered algorithm class name")
+    group.add_argument(
         "--task",
         default="domain_generalization",
         choices=["domain_generalization"],
         help="DomainBed task (only domain generalization)",
     )
-    p.add_argument("--hparams", default=None, help="JSON object of hyper-parameter overrides")
-    _flag(p, "--hparams-seed", type=int, default=0, help="0: defaults, else a random draw")
-    _flag(p, "--trial-seed", type=int, default=0, help="seeds the in/out splits")
-    p.add_argument("--seed", type=int, default=0, help="seeds everything else")
-    p.add_argument("--steps", type=int, default=None, help="None: the dataset's N_STEPS")
-    _flag(p, "--checkpoint-freq", type=int, default=None, help="None: the dataset's")
-    _flag(p, "--test-envs", type=int, nargs="+", default=[0], help="held-out domain indices")
-    _flag(p, "--output-dir", default="train_output", help="run folder")
-    _flag(p, "--holdout-fraction", type=float, default=0.2, help="validation share per domain")
-    _flag(p, "--skip-model-save", action="store_true", help="write no model.pkl")
+    group.add_argument("--hparams", default=None, help="JSON object of hyper-parameter overrides")
+    _flag(group, "--hparams-seed", type=int, default=0, help="0: defaults, else a random draw")
+    _flag(group, "--trial-seed", type=int, default=0, help="seeds the in/out splits")
+    group.add_argument("--steps", type=int, default=None, help="None: the dataset's N_STEPS")
+    _flag(group, "--checkpoint-freq", type=int, default=None, help="None: the dataset's")
+    _flag(group, "--test-envs", type=int, nargs="+", default=[0], help="held-out domain indices")
+    _flag(group, "--holdout-fraction", type=float, default=0.2, help="validation share per domain")
+    _flag(group, "--skip-model-save", action="store_true", help="write no model.pkl")
     _flag(
-        p,
+        group,
         "--save-model-every-checkpoint",
         action="store_true",
         help="also write model_step<N>.pkl at each checkpoint",
     )
-    p.add_argument(
-        "--device", default="auto", help="auto (cuda:LOCAL_RANK if any, else cpu), cpu, cuda:N"
+    group.add_argument(
+        "--amp", default=None, choices=["none", "bf16", "fp16"], help=argparse.SUPPRESS
     )
-    p.add_argument(
-        "--precision",
-        default="auto",
-        choices=PRECISION_NAMES,
-        help="auto: bf16 on CUDA with bf16 support, else fp32; fp16 adds loss scaling (CUDA)",
-    )
-    p.add_argument("--amp", default=None, choices=["none", "bf16", "fp16"], help=argparse.SUPPRESS)
-    run_mode = p.add_mutually_exclusive_group()
+    group = p.add_argument_group("run folder and failures")
+    run_mode = group.add_mutually_exclusive_group()
     run_mode.add_argument(
         "--resume", action="store_true", help="continue the run in --output-dir (keeps records)"
     )
     run_mode.add_argument(
         "--overwrite", action="store_true", help="replace the run in --output-dir"
     )
-    p.add_argument(
+    group.add_argument(
         "--max-nonfinite",
         type=int,
         default=3,
         help="stop after this many non-finite losses in a row (each skipped without changes)",
     )
-    p.add_argument(
-        "--no-progress", dest="progress", action="store_false", default=None, help="no bar"
+    group.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (None: when stderr is a terminal)",
     )
-    add_global_flags(p, json_flag=False)
     p.set_defaults(handler=handler(_train))
 
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "eval",
         help="accuracy of a saved model on every domain of a dataset",
         description="Accuracy of a saved model (model.pkl, or the run folder holding it) on "
         "every domain, without augmentation.",
-        formatter_class=HelpFormatter,
-        epilog=_examples(
-            [
-                f"{prog} eval --model out --dataset RotatedDigits",
-                f"{prog} eval --model out/model.pkl --data-dir data --dataset PACS --json",
-            ]
-        ),
+        examples=[
+            f"{prog} eval --model out/model.pkl --data-dir data --dataset PACS --json",
+            f"{prog} eval --model out --dataset RotatedDigits",
+        ],
     )
     p.add_argument(
         "--model", required=True, help=f"model.pkl or the run folder `{prog} train` wrote"
@@ -307,25 +277,22 @@ def add_dg_commands(
     p.add_argument(
         "--trust-checkpoint",
         action="store_true",
-        help="allow full unpickling of the file (runs code from it: only for files you trust)",
+        help="unpickle the whole file, running code stored in it; only for files from a source "
+        "you trust",
     )
-    add_global_flags(p)
     p.set_defaults(handler=handler(_eval))
 
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "sweep",
         help="random hparam search x trials x test domains; resumable; --shard i/n",
         description="DomainBed's sweep: each job's folder is named by its arguments; finished "
         "jobs are skipped and unfinished ones resume from their last checkpoint.",
-        formatter_class=HelpFormatter,
-        epilog=_examples(
-            [
-                f"{prog} sweep launch --datasets RotatedDigits --n-hparams 2 --n-trials 1 "
-                "--steps 100 --single-test-envs --output-dir sweep",
-                f"{prog} sweep launch --data-dir data --datasets PACS --output-dir sweep "
-                "--shard 0/4",
-            ]
-        ),
+        examples=[
+            f"{prog} sweep launch --data-dir data --datasets PACS --output-dir sweep --shard 0/4",
+            f"{prog} sweep launch --datasets RotatedDigits --n-hparams 2 --n-trials 1 "
+            "--steps 100 --single-test-envs --output-dir sweep",
+        ],
     )
     p.add_argument(
         "command",
@@ -358,22 +325,22 @@ def add_dg_commands(
         help="run jobs i, i+n, ... of the list (0-based i/n)",
     )
     p.add_argument(
-        "--no-progress", dest="progress", action="store_false", default=None, help="no bar"
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (None: when stderr is a terminal)",
     )
-    add_global_flags(p, json_flag=False)
     p.set_defaults(handler=handler(_sweep))
 
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "collect",
         help="results table with model selection",
         description="Test-domain accuracy (%%) per dataset, mean +- standard error over trials.",
-        formatter_class=HelpFormatter,
-        epilog=_examples(
-            [
-                f"{prog} collect --input-dir sweep",
-                f"{prog} collect --input-dir sweep --selection oracle",
-            ]
-        ),
+        examples=[
+            f"{prog} collect --input-dir sweep --selection oracle",
+            f"{prog} collect --input-dir sweep",
+        ],
     )
     _flag(p, "--input-dir", type=Path, required=True, help="sweep folder")
     p.add_argument(
@@ -386,5 +353,4 @@ def add_dg_commands(
     p.add_argument(
         "--latex", action="store_true", help="accepted for DomainBed (Markdown is printed)"
     )
-    add_global_flags(p, json_flag=False)
     p.set_defaults(handler=handler(_collect))

@@ -15,11 +15,13 @@ import logging
 import os
 import pickle
 import random
+import struct
 import time
 import warnings
+import zipfile
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,7 @@ from papers_shared.distributed import (
 )
 from papers_shared.progress import progress_bar
 from papers_shared.seeding import seed_hash
+from papers_shared.trainer import RunFolderError
 
 __all__ = [
     "TrainConfig",
@@ -69,11 +72,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-class RunFolderError(FileExistsError):
-    """The output folder already holds a run and neither ``resume`` nor ``overwrite`` was asked,
-    or a resumed run's settings differ from the saved ones."""
 
 
 # Settings a resumed run may change: they do not alter what the steps compute.
@@ -132,7 +130,18 @@ class TrainConfig:
     max_nonfinite: int = 3
     amp: str | None = None
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a mapping of field names (unknown keys are refused, listing the valid)."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid: {sorted(names)}")
+        return cls(**values)
+
     def __post_init__(self) -> None:
+        if isinstance(self.output_dir, Path):
+            self.output_dir = str(self.output_dir)
         if not self.test_envs:
             raise ValueError("test_envs must name at least one held-out domain")
         if not 0.0 < self.holdout_fraction < 1.0:
@@ -632,7 +641,17 @@ def read_domainbed_checkpoint(path: str | Path, trust_checkpoint: bool = False) 
         raise ValueError(
             f"{path} is not a readable torch checkpoint (truncated or another format)"
         ) from err
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as err:
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        KeyError,
+        IndexError,
+        UnicodeDecodeError,
+        struct.error,
+        zipfile.BadZipFile,
+    ) as err:  # what torch's loader raises on bytes that are not a checkpoint
         message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(
             f"{path} is not a readable torch checkpoint (truncated or another format): "

@@ -1,0 +1,1 @@
+"""Optional glue for other frameworks (imported on demand)."""
