@@ -1,0 +1,1 @@
+"""DSP: dynamic semantic prototypes evolving around generative zero-shot learning models."""
