@@ -204,9 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("packages", nargs="*", help="dist names (papers-shared, ridg, ...)")
     parser.add_argument("--all", action="store_true", help="every workspace member")
     parser.add_argument("--keep", type=Path, help="work folder to keep (default: a temporary one)")
-    parser.add_argument(
-        "pytest_args", nargs=argparse.REMAINDER, help="after --: extra pytest arguments"
-    )
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    argv, extra = argv[:cut], argv[cut + 1 :]  # after --: extra pytest arguments
     args = parser.parse_args(argv)
     known = {m["name"]: m for m in members()}
     names = list(known) if args.all else args.packages
@@ -215,7 +215,6 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in known]
     if unknown:
         parser.error(f"unknown package(s) {unknown}; members: {sorted(known)}")
-    extra = [a for a in args.pytest_args if a != "--"]
     work = args.keep or Path(tempfile.mkdtemp(prefix="standalone-"))
     work.mkdir(parents=True, exist_ok=True)
     failed, rows = [], []

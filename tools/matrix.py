@@ -3,9 +3,12 @@
 
     python tools/matrix.py                       # every member
     python tools/matrix.py --changed-since REF   # members whose folder (or shared/) changed since REF
+    python tools/matrix.py --extra mmseg         # members with an [mmseg] extra (combines with the above)
 
 Each entry: {"name": dist name, "path": folder, "import": import name, "extras": [...]}.
-A change under shared/ or to the root workspace files selects every member.
+A change under shared/ or to the root workspace files selects every member. Members are the
+folders matching the root pyproject's `[tool.uv.workspace] members` that hold a pyproject.toml, so
+a new package is picked up as soon as it has one.
 """
 
 from __future__ import annotations
@@ -67,8 +70,13 @@ def main(argv: list[str] | None = None) -> int:
         "--changed-since", metavar="REF", help="only members touched since this git ref"
     )
     parser.add_argument("--names", action="store_true", help="print dist names, one per line")
+    parser.add_argument(
+        "--extra", metavar="NAME", help="only members that declare this optional extra (e.g. mmseg)"
+    )
     args = parser.parse_args(argv)
     selected = members()
+    if args.extra:
+        selected = [m for m in selected if args.extra in m["extras"]]
     if args.changed_since:
         files = changed_files(args.changed_since)
         if not any(f.startswith(GLOBAL_PATHS) or f in GLOBAL_PATHS for f in files):

@@ -220,7 +220,7 @@ def _drop_placeholders(obj: object, where: str, dropped: list[str], source: str)
         dropped.append(f"{where or '<top>'} ({name})")
         return _DROPPED
     if isinstance(obj, Mapping):
-        out = type(obj)() if type(obj) in (dict, OrderedDict) else {}
+        out: dict = OrderedDict() if type(obj) is OrderedDict else {}
         for key, value in obj.items():
             kept = _drop_placeholders(
                 value, f"{where}.{key}" if where else str(key), dropped, source
