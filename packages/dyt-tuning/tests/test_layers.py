@@ -99,7 +99,7 @@ def test_straight_through_mask_is_binary_and_passes_gradients():
 
 def test_tau_does_not_change_hard_decisions():
     logits = torch.randn(8, 50, 1)
-    noise = sample_logistic_noise(logits.shape, logits)
+    noise = sample_logistic_noise(logits)
     hard_1 = gumbel_sigmoid_mask(logits, tau=1.0, noise=noise).detach()
     hard_5 = gumbel_sigmoid_mask(logits, tau=5.0, noise=noise).detach()
     assert torch.equal(hard_1, hard_5)

@@ -10,7 +10,7 @@ TINY = dict(img_size=64, patch_size=16, embed_dim=32, depth=4, num_heads=2,
 
 
 def test_relative_position_index_layout():
-    from dyt.models.mmseg_backbone import relative_position_index
+    from dyt.integrations.mmseg import relative_position_index
 
     index = relative_position_index((2, 2))
     assert index.shape == (5, 5)
@@ -19,7 +19,7 @@ def test_relative_position_index_layout():
 
 
 def test_backbone_four_scales_and_token_loss():
-    from dyt.models.mmseg_backbone import DyTSegmentationBackbone
+    from dyt.integrations.mmseg import DyTSegmentationBackbone
 
     backbone = DyTSegmentationBackbone(**TINY).train()
     outs = backbone(torch.randn(2, 3, 64, 64))
@@ -43,7 +43,7 @@ def test_backbone_four_scales_and_token_loss():
 
 
 def _segmentor_and_batch(**segmentor_args):
-    import dyt.models.mmseg_backbone  # noqa: F401  (registers)
+    import dyt.integrations.mmseg  # noqa: F401  (registers)
     from mmengine.structures import PixelData
     from mmseg.registry import MODELS
     from mmseg.structures import SegDataSample
@@ -101,7 +101,7 @@ def test_optional_pixel_kl_with_complete_model():
 
 @pytest.mark.parametrize("preset, decay", [("official", "PolyLR"), ("paper", "CosineAnnealingLR")])
 def test_segmentation_config_presets_build_and_run(preset, decay):
-    from dyt.models.mmseg_backbone import segmentation_config
+    from dyt.integrations.mmseg import segmentation_config
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
 

@@ -83,7 +83,7 @@ def test_moe_adapter_costs_about_one_adapter_for_any_expert_count(experts):
 
 
 @pytest.mark.parametrize("seed", [0, 3])
-def test_mask_driven_flops_agree_with_shared_counter_on_sparse_path(tiny_dyt, seed):
+def test_mask_driven_flops_agree_with_shared_counter_on_sparse_path(tiny_dyt, seed, counted_part):
     """Analytic FLOPs (minus LayerNorm, plus the TD) == torch's matmul count of the sparse run."""
     model = tiny_dyt(seed=seed).eval()
     for block in model.blocks:  # torch's counter misses the CPU fused-attention kernel
@@ -91,10 +91,12 @@ def test_mask_driven_flops_agree_with_shared_counter_on_sparse_path(tiny_dyt, se
     x = torch.randn(1, 3, 32, 32)
     per_image, active = eval_flops(model, x)
     assert 0 < active.sum() < 16 * 2
-    breakdown = dyt_flops(ViTDims.from_model(model), model.dyt_config.bottleneck, active[0])
+    breakdown = dyt_flops(
+        ViTDims.from_model(model), dyt.get_dyt_config(model).bottleneck, active[0]
+    )
     counted = count_flops(model, x).total
     assert breakdown.total == per_image[0].item()
-    assert breakdown.total - breakdown.layernorm + breakdown.dispatcher == counted
+    assert counted_part(breakdown) == counted
 
 
 def test_analytic_flops_of_dispatch_variants_hand_computed():
@@ -136,7 +138,7 @@ def test_flops_reject_unknown_dispatch():
 
 
 @pytest.mark.parametrize("dispatch", ["attn", "attn_mlp", "layer"])
-def test_variant_flops_agree_with_shared_counter_on_packed_path(tiny_dyt, dispatch):
+def test_variant_flops_agree_with_shared_counter_on_packed_path(tiny_dyt, dispatch, counted_part):
     """Analytic count (minus LayerNorm, plus TDs) == torch's matmul count of the packed run.
 
     Batch of 3 with different active counts: the counter sums per-sample packed attention.
@@ -148,12 +150,12 @@ def test_variant_flops_agree_with_shared_counter_on_packed_path(tiny_dyt, dispat
     assert active.shape == (3, layers)
     assert 0 < active.sum() < 3 * layers * 16
     assert len(set(active.sum(1).tolist())) > 1, "samples should differ in active counts"
-    dims, config = ViTDims.from_model(model), model.dyt_config
+    dims, config = ViTDims.from_model(model), dyt.get_dyt_config(model)
     parts = [dyt_flops(dims, config.bottleneck, row, dispatch) for row in active]
     assert [p.total for p in parts] == per_image.tolist()
-    counted = count_flops(model, x, sparse=True).total
-    assert sum(p.total - p.layernorm + p.dispatcher for p in parts) == counted
+    counted = count_flops(dyt.forward_dyt, model, x, sparse=True).total
+    assert sum(counted_part(p) for p in parts) == counted
     # the dense key-masked path computes attention and MLP for every token: the complete cost
-    dense = count_flops(model, x, sparse=False).total
+    dense = count_flops(dyt.forward_dyt, model, x, sparse=False).total
     full = dyt_flops(dims, config.bottleneck, None, dispatch)
-    assert dense == 3 * (full.total - full.layernorm + full.dispatcher) > counted
+    assert dense == 3 * counted_part(full) > counted

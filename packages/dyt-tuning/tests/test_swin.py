@@ -1,6 +1,7 @@
 import pytest
 import timm
 import torch
+from dyt import forward_dyt
 from dyt.models.dyt_swin import DyTSwinBlock, convert_swin, swin_flops
 from dyt.models.layers import TokenDispatcher
 
@@ -46,7 +47,7 @@ def test_swin_keys_shapes_and_identity_at_init():
     assert "layers.1.blocks.0.mlp_token_select.mlp_head.weight" in keys
     assert isinstance(model.layers[0].blocks[0], DyTSwinBlock)
     x = torch.randn(2, 3, 32, 32)
-    logits, aux = model(x, complete=True)
+    logits, aux = forward_dyt(model, x, complete=True)
     torch.testing.assert_close(logits, reference.eval()(x), atol=1e-6, rtol=0)
     assert aux["token_select"].shape == (2, 1, 2 * 64 + 2 * 16, 1)
     assert aux["active_per_block"].shape == (2, 4)
@@ -56,8 +57,8 @@ def test_swin_keys_shapes_and_identity_at_init():
 def test_swin_sparse_eval_equals_dense_eval(batch):
     model = _tiny_swin(seed=1).eval()
     x = torch.randn(batch, 3, 32, 32)
-    sparse, aux = model(x)
-    dense, dense_aux = model(x, sparse=False)
+    sparse, aux = forward_dyt(model, x)
+    dense, dense_aux = forward_dyt(model, x, sparse=False)
     assert torch.equal(aux["token_select"], dense_aux["token_select"])
     assert 0 < aux["token_select"].mean() < 1
     assert (sparse - dense).abs().max() < 1e-5
@@ -66,7 +67,7 @@ def test_swin_sparse_eval_equals_dense_eval(batch):
 
 def test_swin_training_masks_and_gradients():
     model = _tiny_swin().train()
-    logits, aux = model(torch.randn(3, 3, 32, 32))
+    logits, aux = forward_dyt(model, torch.randn(3, 3, 32, 32))
     assert set(aux["token_select"].detach().unique().tolist()) <= {0.0, 1.0}
     (logits.sum() + aux["token_select"].sum()).backward()
     for name, param in model.named_parameters():
@@ -75,16 +76,16 @@ def test_swin_training_masks_and_gradients():
         assert (param.grad is not None) == trainable, name
 
 
-def test_swin_flops_match_shared_counter_and_complete_swin_base():
+def test_swin_flops_match_shared_counter_and_complete_swin_base(counted_part):
     model = _tiny_swin(seed=2).eval()
     x = torch.randn(3, 3, 32, 32)
-    _, aux = model(x)
+    _, aux = forward_dyt(model, x)
     per_image = [swin_flops(model, row) for row in aux["active_per_block"]]
     counted = count_flops(model, x).total
-    assert sum(f.total - f.layernorm + f.dispatcher for f in per_image) == counted
-    dense = count_flops(model, x, sparse=False).total
+    assert sum(counted_part(f) for f in per_image) == counted
+    dense = count_flops(forward_dyt, model, x, sparse=False).total
     full = swin_flops(model)
-    assert dense == 3 * (full.total - full.layernorm + full.dispatcher) > counted
+    assert dense == 3 * counted_part(full) > counted
     with torch.device("meta"):
         swin_b = timm.create_model("swin_base_patch4_window7_224", pretrained=False)
     assert round(swin_flops(swin_b).gflops, 1) == 15.5  # timm's Swin-B: 15.4 GMACs + norms

@@ -182,7 +182,7 @@ def test_evaluate_reports_top1_mean_per_class_accuracy_and_mask_flops():
             block.mlp_token_select.mlp_head.weight.normal_(0, 0.5)
     images = torch.randn(10, 3, 32, 32)
     with torch.no_grad():
-        logits, aux = model(images)
+        logits, aux = dyt.forward_dyt(model, images)
     predictions = logits.argmax(-1)
     labels = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 2, 2])
     hits = predictions == labels

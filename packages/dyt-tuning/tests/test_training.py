@@ -36,8 +36,8 @@ def run_tiny_training(tiny_vit, depth: int, width: int, steps: int, seed: int = 
     model.train()
     for _ in range(steps):
         images, labels, _ = coloured_patch_batch(32, generator)
-        logits, aux = model(images)
-        complete = model(images, complete=True)[0]
+        logits, aux = dyt.forward_dyt(model, images)
+        complete = dyt.forward_dyt(model, images, complete=True)[0]
         losses = criterion(logits, labels, aux["token_select"], complete)
         optimizer.zero_grad()
         losses.total.backward()
@@ -49,7 +49,7 @@ def run_tiny_training(tiny_vit, depth: int, width: int, steps: int, seed: int = 
     model.eval()
     images, labels, cells = coloured_patch_batch(256, generator)
     with torch.no_grad():
-        logits, aux = model(images)
+        logits, aux = dyt.forward_dyt(model, images)
     masks = aux["token_select"].squeeze(-1)  # (B, L, N)
     informative = masks[torch.arange(len(cells)), :, cells].mean()
     accuracy = (logits.argmax(-1) == labels).float().mean()

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from dyt import forward_dyt
 from dyt.data.video import clip_indices
 from dyt.models.video import AttentiveBlock, convert_vit_to_video
 
@@ -14,7 +15,7 @@ def test_attentive_block_parameter_count_for_vit_base():
 def test_video_model_shapes_keys_and_trainable_parts(tiny_vit):
     model = convert_vit_to_video(tiny_vit(), num_classes=7, num_frames=2, bottleneck=4)
     video = torch.randn(2, 3, 2, 32, 32)
-    logits, aux = model.train()(video)
+    logits, aux = forward_dyt(model.train(), video)
     assert logits.shape == (2, 7)
     assert aux["token_select"].shape == (4, 2, 16, 1)
     keys = model.state_dict().keys()
@@ -25,24 +26,26 @@ def test_video_model_shapes_keys_and_trainable_parts(tiny_vit):
         "attentive_blocks.cross_attn.q_bias",
         "attentive_blocks.cross_attn.v_bias",
         "attentive_blocks.cross_attn.proj.bias",
-        "blocks.0.adaptmlp.down_proj.weight",
+        "backbone.blocks.0.adaptmlp.down_proj.weight",
     ):
         assert key in keys
     assert "attentive_blocks.cross_attn.k.bias" not in keys
     assert torch.all(model.query_token == 0)
     logits.sum().backward()
     assert model.attentive_blocks.cross_attn.k.weight.grad is not None
-    assert model.blocks[0].attn.qkv.weight.grad is None
+    assert model.backbone.blocks[0].attn.qkv.weight.grad is None
 
 
 def test_video_sparse_equals_dense(tiny_vit):
     torch.manual_seed(0)
     model = convert_vit_to_video(tiny_vit(), num_classes=3, num_frames=2).eval()
     with torch.no_grad():
-        for block in model.blocks:
+        for block in model.backbone.blocks:
             block.mlp_token_select.mlp_head.weight.normal_(0, 0.5)
     video = torch.randn(2, 3, 2, 32, 32)
-    assert (model(video)[0] - model(video, sparse=False)[0]).abs().max() < 1e-5
+    assert (
+        forward_dyt(model, video)[0] - forward_dyt(model, video, sparse=False)[0]
+    ).abs().max() < 1e-5
 
 
 def test_video_model_rejects_images(tiny_vit):

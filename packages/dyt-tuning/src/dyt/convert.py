@@ -1,32 +1,41 @@
 """Checkpoints: official DyT files (strict), pre-trained timm backbones, and our adapter files.
 
-The official code saves ``{"model": state_dict, ...}`` with timm ViT keys plus
-``blocks.{i}.adaptmlp.*`` and ``blocks.{i}.mlp_token_select.mlp_head.*``; our models use the same
-names, so no key mapping is needed and loading is strict.
+The official training scripts save ``{"model": state_dict, "args": Namespace, ...}`` with timm
+ViT keys plus ``blocks.{i}.adaptmlp.*`` and ``blocks.{i}.mlp_token_select.mlp_head.*``. A
+converted ViT uses the same names, so image checkpoints load strictly without mapping; the video
+model keeps its ViT under ``backbone.`` (:func:`official_video_to_ours`). Files are read without
+running code from them (``trust_checkpoint=True`` allows full unpickling, see
+``papers_shared.checkpoint``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from timm.layers import resample_abs_pos_embed
 from torch import nn
 
-from dyt.config import DyTConfig
-from dyt.models.dyt_vit import trainable_state_dict
+from dyt.models.dispatch import get_dyt_config, trainable_state_dict
+from dyt.models.video import DyTVideoTransformer
 from papers_shared.checkpoint import (
     KeyReport,
     load_state_dict_checked,
     read_state_dict,
     save_safetensors,
+    unwrap_state_dict,
 )
 
 __all__ = [
     "load_official_checkpoint",
     "load_backbone",
+    "official_video_to_ours",
+    "ours_video_to_official",
     "save_official_checkpoint",
     "save_adapter",
     "load_adapter",
@@ -50,33 +59,120 @@ _DYT_PREFIXES = (
 )
 
 
-def _state(source: str | Path | dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return dict(source) if isinstance(source, dict) else read_state_dict(source)
+_VIDEO_TOP_LEVEL = ("query_token", "attentive_blocks.", "head.")
+Source = str | Path | Mapping[str, Any]
+
+
+def _state(source: Source, trust_checkpoint: bool = False) -> dict[str, torch.Tensor]:
+    """A flat state dict from a file or an in-memory dict (bare, or under "model" / "state_dict"
+    / "module")."""
+    if isinstance(source, Mapping):
+        return dict(unwrap_state_dict(dict(source), source="the given dict"))
+    return read_state_dict(source, trust_checkpoint=trust_checkpoint)
+
+
+def _source_name(source: Source) -> str:
+    return "the given dict" if isinstance(source, Mapping) else str(source)
+
+
+def official_video_to_ours(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Official video keys -> :class:`DyTVideoTransformer` keys: ViT keys move under ``backbone.``."""
+    return {(k if k.startswith(_VIDEO_TOP_LEVEL) else f"backbone.{k}"): v for k, v in state.items()}
+
+
+def ours_video_to_official(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`official_video_to_ours`."""
+    return {k.removeprefix("backbone."): v for k, v in state.items()}
+
+
+def _describe(model: nn.Module) -> str:
+    config = get_dyt_config(model)
+    vit = model.backbone if isinstance(model, DyTVideoTransformer) else model
+    blocks = [m for m in vit.modules() if hasattr(m, "mlp_token_select")]
+    width = getattr(vit, "embed_dim", getattr(vit, "num_features", "?"))
+    return (
+        f"a DyT model with {len(blocks)} blocks, width {width}, bottleneck {config.bottleneck}, "
+        f"{config.num_experts} adapter expert(s)"
+    )
+
+
+def _official_variants() -> dict[str, dict[str, tuple[int, ...]]]:
+    """Key shapes of the paper's ViT configurations (built on the meta device)."""
+    import timm
+
+    from dyt.models.dyt_vit import convert_vit
+
+    variants = {}
+    for backbone, label in (
+        ("vit_base_patch16_224", "ViT-B/16"),
+        ("vit_large_patch16_224", "ViT-L/16"),
+    ):
+        for bottleneck in (8, 16, 64):
+            with torch.device("meta"):
+                vit = timm.create_model(backbone, pretrained=False, num_classes=100)
+            model = convert_vit(vit, bottleneck=bottleneck)
+            shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+            variants[f"DyT {label} bottleneck {bottleneck}"] = shapes
+    return variants
 
 
 def load_official_checkpoint(
-    model: nn.Module, source: str | Path | dict[str, torch.Tensor]
+    model: nn.Module, source: Source, *, trust_checkpoint: bool = False
 ) -> KeyReport:
-    """Load a checkpoint written by the official DyT code (``{"model": sd}`` or a bare sd), strictly."""
-    return load_state_dict_checked(model, _state(source), source=str(source)[:200])
+    """Load a checkpoint written by the official DyT code, strictly.
+
+    ``source``: a file (``{"model": sd, "args": ..., ...}`` or a bare state dict) or an in-memory
+    dict (bare, or wrapped as ``{"model": ...}`` / ``{"state_dict": ...}`` / ``{"module": ...}``).
+    A file for another variant fails with one line naming the closest paper configuration.
+    """
+    state = _state(source, trust_checkpoint)
+    if isinstance(model, DyTVideoTransformer):
+        state = official_video_to_ours(state)
+    own = set(model.state_dict())
+    matches = len(own & set(state))
+    variants = _official_variants() if matches < len(own) or len(state) != len(own) else None
+    return load_state_dict_checked(
+        model, state, source=_source_name(source)[:200], expected=_describe(model),
+        variants=variants,
+    )  # fmt: skip
 
 
 def save_official_checkpoint(model: nn.Module, path: str | Path, **extra: object) -> Path:
     """Save ``{"model": state_dict, **extra}`` in the official layout (a .pth file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": model.state_dict(), **extra}, path)
+    state = model.state_dict()
+    if isinstance(model, DyTVideoTransformer):
+        state = ours_video_to_official(state)
+    torch.save({"model": state, **extra}, path)
     return path
 
 
-def load_backbone(model: nn.Module, source: str | Path | dict[str, torch.Tensor]) -> KeyReport:
-    """Load pre-trained ViT weights (e.g. timm ``vit_base_patch16_224.orig_in21k``) into a DyT model.
+def _to_model_keys(state: dict[str, torch.Tensor], own: Mapping[str, Any]) -> dict:
+    """Plain timm keys -> a converted model's keys (DyT Swin blocks hold the timm block as
+    ``base_layer``; ViT keys are unchanged)."""
+    mapped = {}
+    for key, value in state.items():
+        if key not in own:
+            candidate = re.sub(r"^(.*\.blocks\.\d+\.)", r"\1base_layer.", key)
+            key = candidate if candidate in own else key
+        mapped[key] = value
+    return mapped
+
+
+def load_backbone(model: nn.Module, source: Source, *, trust_checkpoint: bool = False) -> KeyReport:
+    """Load pre-trained ViT / Swin weights (e.g. timm ``vit_base_patch16_224.orig_in21k``) into a
+    DyT model.
 
     The classifier (``head.*``, ``pre_logits.*``) is dropped as in the official code; DyT modules
     and the head may be missing; the position embedding is resampled if the grid differs.
     """
-    state = {k: v for k, v in _state(source).items() if not k.startswith(_BACKBONE_DROP_PREFIXES)}
+    if isinstance(model, DyTVideoTransformer):
+        return load_backbone(model.backbone, source, trust_checkpoint=trust_checkpoint)
+    raw = _state(source, trust_checkpoint)
+    state = {k: v for k, v in raw.items() if not k.startswith(_BACKBONE_DROP_PREFIXES)}
     own = model.state_dict()
+    state = _to_model_keys(state, own)
     if (
         "pos_embed" in state
         and "pos_embed" in own
@@ -97,7 +193,7 @@ def load_backbone(model: nn.Module, source: str | Path | dict[str, torch.Tensor]
         if name.startswith("head.") or any(f".{p}" in name for p in _DYT_PREFIXES)
     )
     report = load_state_dict_checked(
-        model, state, allow_missing=missing_ok or ("head.",), source=str(source)[:200]
+        model, state, allow_missing=missing_ok or ("head.",), source=_source_name(source)[:200]
     )
     logger.info("loaded backbone: %d missing (new) keys", len(report.missing))
     return report
@@ -107,7 +203,7 @@ def save_adapter(model: nn.Module, directory: str | Path) -> Path:
     """Save only the trained tensors (safetensors) plus ``config.json`` into ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    config: DyTConfig = model.dyt_config
+    config = get_dyt_config(model)
     (directory / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     return save_safetensors(trainable_state_dict(model), directory / ADAPTER_FILE)
 

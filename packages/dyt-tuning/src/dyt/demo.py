@@ -21,6 +21,7 @@ from torch import nn
 
 from dyt.flops import ViTDims, dyt_flops
 from dyt.losses import DyTLoss
+from dyt.models.dispatch import dispatch_mode, forward_dyt
 from dyt.models.dyt_vit import convert_vit
 from papers_shared.data import load_digits
 from papers_shared.methods import DemoResult, Table
@@ -103,8 +104,10 @@ def _accuracy_and_active(model: nn.Module, kind: str, x: torch.Tensor, y: torch.
         if kind == "full":
             return float((model(x).argmax(-1) == y).float().mean()), None
         if kind == "adaptformer":  # every token runs the MLP
-            return float((model(x, complete=True)[0].argmax(-1) == y).float().mean()), None
-        logits, aux = model(x)
+            return float(
+                (forward_dyt(model, x, complete=True)[0].argmax(-1) == y).float().mean()
+            ), None
+        logits, aux = forward_dyt(model, x)
         active = aux["token_select"].squeeze(-1).sum(-1).mean(0)  # (L,)
         return float((logits.argmax(-1) == y).float().mean()), active
 
@@ -117,10 +120,11 @@ def _throughputs(models: dict[str, nn.Module], x: torch.Tensor, repeats: int) ->
             for kind, model in models.items():
                 model.eval()
                 started = time.perf_counter()
-                if kind == "full":
-                    model(x)
+                if kind == "adaptformer":
+                    with dispatch_mode(model, complete=True):
+                        model(x)
                 else:
-                    model(x, complete=kind == "adaptformer")
+                    model(x)
                 if round_index:  # round 0 is the warm-up
                     best[kind] = min(best[kind], time.perf_counter() - started)
     return {kind: len(x) / seconds for kind, seconds in best.items()}
@@ -149,10 +153,10 @@ def _adapt(kind: str, backbone: nn.Module, settings: DemoSettings, train, seed: 
             if kind == "full":
                 loss = F.cross_entropy(model(images), labels)
             elif kind == "adaptformer":
-                loss = F.cross_entropy(model(images, complete=True)[0], labels)
+                loss = F.cross_entropy(forward_dyt(model, images, complete=True)[0], labels)
             else:
-                logits, aux = model(images)
-                complete = model(images, complete=True)[0]
+                logits, aux = forward_dyt(model, images)
+                complete = forward_dyt(model, images, complete=True)[0]
                 loss = criterion(logits, labels, aux["token_select"], complete).total
             optimizer.zero_grad()
             loss.backward()

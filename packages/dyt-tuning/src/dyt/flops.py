@@ -11,12 +11,13 @@ nothing in the part they skip (for attention: they are neither queries nor keys/
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
 from dyt.config import DISPATCH_MODES
+from dyt.models.dispatch import forward_dyt, get_dyt_config
 
 __all__ = [
     "ViTDims",
@@ -168,10 +169,12 @@ def dyt_flops(
 
 def flops_from_masks(model: nn.Module, token_select: torch.Tensor) -> torch.Tensor:
     """Per-image FLOPs of a DyT model from its eval masks ``aux["token_select"]`` (B, L', N, 1)."""
-    config = getattr(model, "dyt_config", None)
-    if config is None:
-        raise TypeError("FLOPs from masks need a DyT model (see dyt.convert_vit)")
-    dims = ViTDims.from_model(model)
+    config = get_dyt_config(model)
+    vit = getattr(model, "backbone", model)  # a video model counts its per-frame ViT
+    dims = ViTDims.from_model(vit)
+    head = getattr(model, "head", None)
+    if vit is not model and isinstance(head, nn.Linear):
+        dims = replace(dims, num_classes=head.out_features)
     active = token_select.detach().squeeze(-1).sum(-1).cpu()  # (B, L')
     return torch.tensor(
         [dyt_flops(dims, config.bottleneck, row, config.dispatch).total for row in active],
@@ -186,12 +189,11 @@ def eval_flops(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, to
     images: (B, 3, H, W) -> (flops per image (B,), active patch tokens per dispatcher (B, L')).
     The model is run in eval mode and restored to its previous mode afterwards.
     """
-    if getattr(model, "dyt_config", None) is None:
-        raise TypeError("eval_flops needs a DyT model (see dyt.convert_vit)")
+    get_dyt_config(model)  # raises for a model that is not DyT
     was_training = model.training
     model.eval()
     try:
-        _, aux = model(images)
+        _, aux = forward_dyt(model, images)
     finally:
         model.train(was_training)
     return flops_from_masks(model, aux["token_select"]), aux["token_select"].squeeze(-1).sum(-1)

@@ -61,7 +61,7 @@ def _extra_params(model: nn.Module, overrides: dict | None) -> int:
 def _nominal_gflops(model: nn.Module, overrides: dict | None) -> float:
     """GFLOPs with exactly a fraction r of the dispatchable tokens active everywhere."""
     if isinstance(model, SwinTransformer):
-        blocks = [block for stage in model.layers for block in stage.blocks]
+        blocks = [getattr(b, "base_layer", b) for stage in model.layers for b in stage.blocks]
         rate = 1.0 if overrides is None else overrides["rate"]
         return swin_flops(model, [rate * math.prod(b.input_resolution) for b in blocks]).gflops
     dims = ViTDims.from_model(model)

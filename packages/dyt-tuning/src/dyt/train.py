@@ -21,8 +21,9 @@ from dyt.convert import load_backbone, save_adapter
 from dyt.data.vtab import VTABFolder, image_transform
 from dyt.flops import flops_from_masks
 from dyt.losses import DyTLoss
-from dyt.models.dyt_swin import DyTSwinTransformer, convert_swin, swin_flops
-from dyt.models.dyt_vit import DyTVisionTransformer, convert_vit
+from dyt.models.dispatch import forward_dyt
+from dyt.models.dyt_swin import convert_swin, swin_flops
+from dyt.models.dyt_vit import convert_vit
 from dyt.models.video import convert_vit_to_video
 from papers_shared.distributed import (
     DistContext,
@@ -51,7 +52,7 @@ CHECKPOINT_FILE = "checkpoint.pth"
 class StudentWithComplete(nn.Module):
     """One forward running the dispatched student and the complete model (DDP needs one call)."""
 
-    def __init__(self, model: DyTVisionTransformer, use_complete: bool = True) -> None:
+    def __init__(self, model: nn.Module, use_complete: bool = True) -> None:
         super().__init__()
         self.model = model
         self.use_complete = use_complete
@@ -60,12 +61,12 @@ class StudentWithComplete(nn.Module):
         self, images: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None]:
         """images: (B, 3, H, W) -> (student logits, aux, complete logits or None)."""
-        logits, aux = self.model(images)
-        complete = self.model(images, complete=True)[0] if self.use_complete else None
+        logits, aux = forward_dyt(self.model, images)
+        complete = forward_dyt(self.model, images, complete=True)[0] if self.use_complete else None
         return logits, aux, complete
 
 
-def build_model(cfg: TrainConfig, num_classes: int) -> DyTVisionTransformer | DyTSwinTransformer:
+def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     """timm ViT or Swin (random or ``cfg.backbone_checkpoint``), converted to DyT, new head."""
     vit = timm.create_model(
         cfg.model, pretrained=False, img_size=cfg.img_size, num_classes=num_classes,
@@ -114,7 +115,7 @@ def _all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
 
 @torch.no_grad()
 def evaluate(
-    model: DyTVisionTransformer,
+    model: nn.Module,
     loader: DataLoader,
     device: torch.device,
     sparse: bool | None = None,
@@ -130,10 +131,10 @@ def evaluate(
         views = 1
         if images.dim() == 6:  # video test views (B, V, 3, T, H, W): average logits over views
             batch, views = images.shape[:2]
-            logits, aux = model(images.flatten(0, 1), sparse=sparse)
+            logits, aux = forward_dyt(model, images.flatten(0, 1), sparse=sparse)
             logits = logits.view(batch, views, -1).mean(1)
         else:
-            logits, aux = model(images, sparse=sparse)
+            logits, aux = forward_dyt(model, images, sparse=sparse)
         hits = logits.argmax(-1) == targets
         correct += float(hits.sum())
         count += float(targets.numel())
@@ -142,7 +143,7 @@ def evaluate(
         active = aux["token_select"].squeeze(-1).sum(-1)  # (B, L)
         active_sum += float(active.sum())
         token_slots += float(aux["token_select"].numel())
-        if isinstance(model, DyTSwinTransformer):
+        if isinstance(model, SwinTransformer):
             flops = sum(swin_flops(model, row).total for row in aux["active_per_block"])
         else:
             flops = float(flops_from_masks(model, aux["token_select"]).sum())

@@ -2,14 +2,13 @@
 
 Every ``SwinTransformerBlock`` gets the parallel adapter and a token dispatcher on its MLP, as
 in the ViT (MLP dispatch): TD and adapter read the residual stream after window attention; the
-mask multiplies the MLP branch. Swin has no class token, so every token can be skipped. Block
-classes are swapped in place, so timm's keys stay and ``adaptmlp.*`` / ``mlp_token_select.*``
-are added per block as in the ViT. Paper-based: the authors released no Swin code.
+mask multiplies the MLP branch. Swin has no class token, so every token can be skipped. Each
+block is replaced by a :class:`DyTSwinBlock` holding the timm block as ``base_layer``; the model
+stays a timm ``SwinTransformer``. Paper-based: the authors released no Swin code.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -21,101 +20,49 @@ from torch import nn
 
 from dyt.config import DyTConfig
 from dyt.flops import LAYERNORM_COST
-from dyt.models.dyt_vit import _make_adapter, add_on_active_rows
+from dyt.models.dispatch import DispatchBlock, get_dyt_config, is_dyt_model
+from dyt.models.dyt_vit import add_on_active_rows, make_adapter
 from dyt.models.layers import TokenDispatcher
 
-__all__ = ["DyTSwinBlock", "DyTSwinTransformer", "convert_swin", "swin_flops", "SwinFlops"]
+__all__ = ["DyTSwinBlock", "convert_swin", "swin_flops", "SwinFlops"]
 
 
-class DyTSwinBlock(SwinTransformerBlock):
-    """A timm Swin block with MLP dispatch; built by :func:`convert_swin` (class swap)::
+class DyTSwinBlock(DispatchBlock):
+    """MLP dispatch around a frozen timm ``SwinTransformerBlock`` held as ``base_layer``::
 
-    x = x + drop_path1(window_attn(norm1(x)))       # all tokens
-    out = x + m * drop_path2(mlp(norm2(x))) + adapter(x)
+        x = x + drop_path1(window_attn(norm1(x)))       # all tokens
+        out = x + m * drop_path2(mlp(norm2(x))) + adapter(x)
+
+    Swin has no class token, so every token can be skipped. Keys: the timm block's under
+    ``base_layer.``, plus ``adaptmlp.*`` and ``mlp_token_select.*`` as in the ViT.
     """
 
-    adaptmlp: nn.Module
-    mlp_token_select: TokenDispatcher
+    def __init__(self, block: SwinTransformerBlock, config: DyTConfig) -> None:
+        super().__init__(config.sparse_inference)
+        self.base_layer = block
+        self.adaptmlp = make_adapter(config, block.dim)
+        self.mlp_token_select = TokenDispatcher(block.dim, tau=config.tau)
 
-    def dyt_forward(
-        self, x: torch.Tensor, complete: bool = False, sparse: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x: (B, H, W, C) -> (x (B, H, W, C), mask (B, H*W, 1), logits (B, H*W, 1))."""
+    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
+        base = self.base_layer
+        return base.drop_path2(base.mlp(base.norm2(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, H, W, C) -> (B, H, W, C), timm's block contract."""
+        base = self.base_layer
         batch, height, width, channels = x.shape
-        x = x + self.drop_path1(self._attn(self.norm1(x)))
+        x = x + base.drop_path1(base._attn(base.norm1(x)))
         x = x.reshape(batch, -1, channels)
         mask, logits = self.mlp_token_select(x)
         adapter_out = self.adaptmlp(x)
-        if complete:
+        if self.complete:
             x = x + self._mlp(x) + adapter_out
-        elif sparse and not self.training:
+        elif self.sparse_inference and not self.training and not x.is_meta:
             x = add_on_active_rows(x, mask, self._mlp) + adapter_out
         else:
             x = x + mask * self._mlp(x) + adapter_out
-        return x.reshape(batch, height, width, channels), mask, logits
-
-    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop_path2(self.mlp(self.norm2(x)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        """timm's contract (B, H, W, C) -> (B, H, W, C), dispatched (dense masks)."""
-        return self.dyt_forward(x)[0]
-
-
-class DyTSwinTransformer(SwinTransformer):
-    """A timm ``SwinTransformer`` whose MLPs dispatch tokens. Built by :func:`convert_swin`.
-
-    ``forward(x, complete=False, sparse=None) -> (logits, aux)``: blocks have different token
-    counts, so ``aux["token_select"]`` / ``aux["token_logits"]`` concatenate every block's
-    tokens: (B, 1, sum of H*W, 1) (``rate_loss`` then averages over all token decisions, like the
-    ViT's), and ``aux["active_per_block"]`` is (B, blocks) active tokens for :func:`swin_flops`.
-    """
-
-    dyt_config: DyTConfig
-
-    def forward_dyt_features(
-        self, x: torch.Tensor, complete: bool = False, sparse: bool | None = None
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """x: (B, 3, H, W) -> (normed features (B, h, w, C), aux)."""
-        use_sparse = not self.training and (
-            self.dyt_config.sparse_inference if sparse is None else sparse
-        )
-        x = self.patch_embed(x)
-        masks, logits = [], []
-        for stage in self.layers:
-            x = stage.downsample(x)
-            for block in stage.blocks:
-                x, mask, logit = block.dyt_forward(x, complete=complete, sparse=use_sparse)
-                masks.append(mask)
-                logits.append(logit)
-        aux = {
-            "token_select": torch.cat(masks, dim=1).unsqueeze(1),
-            "token_logits": torch.cat(logits, dim=1).unsqueeze(1),
-            "active_per_block": torch.stack([m.detach().sum(dim=(1, 2)) for m in masks], dim=1),
-        }
-        return self.norm(x), aux
-
-    def forward(  # type: ignore[override]
-        self, x: torch.Tensor, complete: bool = False, sparse: bool | None = None
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """x: (B, 3, H, W) -> (logits (B, K), aux). ``complete=True`` ignores every mask."""
-        if x.dim() != 4:
-            raise ValueError(f"expected images (B, C, H, W), got shape {tuple(x.shape)}")
-        features, aux = self.forward_dyt_features(x, complete=complete, sparse=sparse)
-        return self.forward_head(features), aux
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        return self.forward_dyt_features(x)[0]
-
-    def set_sparse_inference(self, enabled: bool) -> None:
-        self.dyt_config = replace(self.dyt_config, sparse_inference=enabled)
-
-
-@functools.cache
-def _swin_class(base: type[SwinTransformer]) -> type[SwinTransformer]:
-    if base is SwinTransformer:
-        return DyTSwinTransformer
-    return type(f"DyT{base.__name__}", (DyTSwinTransformer, base), {})
+        self._record(mask, logits)
+        return x.reshape(batch, height, width, channels)
 
 
 def convert_swin(
@@ -125,38 +72,37 @@ def convert_swin(
     num_classes: int | None = None,
     head_init_std: float = 0.01,
     **overrides: Any,
-) -> DyTSwinTransformer:
+) -> SwinTransformer:
     """Turn a timm ``SwinTransformer`` into a DyT model (MLP dispatch), in place, and return it.
 
+    Every block is replaced by a :class:`DyTSwinBlock` holding it; the model stays a timm
+    ``SwinTransformer`` (``forward`` returns logits; :func:`dyt.forward_dyt` adds the masks).
     The backbone is frozen; adapters, dispatchers and the classifier are trainable.
     """
     if not isinstance(model, SwinTransformer):
         raise TypeError(f"convert_swin expects a timm SwinTransformer, got {type(model).__name__}")
-    if isinstance(model, DyTSwinTransformer):
+    if is_dyt_model(model):
         raise ValueError("model is already a DyT model")
     config = replace(config, **overrides) if config is not None else DyTConfig(**overrides)
     if config.dispatch != "mlp":
         raise ValueError(f"Swin supports MLP dispatch only, got dispatch={config.dispatch!r}")
     for param in model.parameters():
         param.requires_grad_(False)
-    device = next(model.parameters()).device
+    reference = next(model.parameters())
     for stage in model.layers:
-        for block in stage.blocks:
-            block.adaptmlp = _make_adapter(config, block.dim).to(device)
-            block.mlp_token_select = TokenDispatcher(block.dim, tau=config.tau).to(device)
-            block.__class__ = DyTSwinBlock
+        stage.blocks = nn.Sequential(*[DyTSwinBlock(block, config) for block in stage.blocks]).to(
+            device=reference.device, dtype=reference.dtype
+        )
     if num_classes is not None:
         model.reset_classifier(num_classes)
         fc = model.head.fc
         if isinstance(fc, nn.Linear):
             nn.init.trunc_normal_(fc.weight, std=head_init_std)
             nn.init.zeros_(fc.bias)
-        model.head.to(device)
     for param in model.head.parameters():
         param.requires_grad_(True)
-    model.__class__ = _swin_class(type(model))
     model.dyt_config = config
-    return model  # type: ignore[return-value]
+    return model
 
 
 @dataclass(frozen=True)
@@ -183,14 +129,16 @@ def swin_flops(
     all. Window attention is counted on the padded token grid: qkv + proj on every token,
     QK^T and AV inside each window (window_area x window_area per window).
     """
-    blocks = [block for stage in model.layers for block in stage.blocks]
+    blocks = [
+        getattr(block, "base_layer", block) for stage in model.layers for block in stage.blocks
+    ]
     if active_per_block is None:
         active = [None] * len(blocks)
     else:
         active = [float(a) for a in torch.as_tensor(active_per_block).flatten()]
         if len(active) != len(blocks):
             raise ValueError(f"need one count per block ({len(blocks)}), got {len(active)}")
-    bottleneck = model.dyt_config.bottleneck if hasattr(model, "dyt_config") else 0
+    bottleneck = get_dyt_config(model).bottleneck if is_dyt_model(model) else 0
     proj = model.patch_embed.proj
     grid = model.patch_embed.grid_size
     tokens = grid[0] * grid[1]
@@ -205,7 +153,8 @@ def swin_flops(
             tokens = tokens // 4
             norms += LAYERNORM_COST * tokens * merged.in_features
             total += tokens * merged.in_features * merged.out_features
-        for block in stage.blocks:
+        for dyt_block in stage.blocks:
+            block = getattr(dyt_block, "base_layer", dyt_block)
             c, (height, width) = block.dim, block.input_resolution
             window_h, window_w = block.window_size
             padded = (

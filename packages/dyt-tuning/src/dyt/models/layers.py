@@ -38,7 +38,9 @@ class Adapter(nn.Module):
         self.dropout = dropout
         self.layernorm_option = layernorm
         # AdaptFormer keeps one LayerNorm under this name for both the "in" and "out" options.
-        self.adapter_layer_norm_before = nn.LayerNorm(embed_dim) if layernorm != "none" else None
+        self.adapter_layer_norm_before: nn.Module = (
+            nn.LayerNorm(embed_dim) if layernorm != "none" else nn.Identity()
+        )
         self.down_proj = nn.Linear(embed_dim, bottleneck)
         self.up_proj = nn.Linear(bottleneck, embed_dim)
         if scale == "learnable":
@@ -55,12 +57,12 @@ class Adapter(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (..., C) -> (..., C)."""
-        if self.layernorm_option == "in" and self.adapter_layer_norm_before is not None:
+        if self.layernorm_option == "in":
             x = self.adapter_layer_norm_before(x)
         h = F.relu(self.down_proj(x))
         h = F.dropout(h, p=self.dropout, training=self.training)
         out = self.up_proj(h) * self.scale
-        if self.layernorm_option == "out" and self.adapter_layer_norm_before is not None:
+        if self.layernorm_option == "out":
             out = self.adapter_layer_norm_before(out)
         return out
 
@@ -126,10 +128,10 @@ class MoEAdapter(nn.Module):
         return torch.baddbmm(up_b.unsqueeze(1), h, up_w.transpose(1, 2)) * self.scale
 
 
-def sample_logistic_noise(shape: torch.Size | tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-    """G1 - G2 with G ~ Gumbel(0, 1) drawn as ``-log(Exp(1))``: Logistic(0, 1) noise."""
-    g1 = -torch.empty(shape, device=like.device, dtype=like.dtype).exponential_().log()
-    g2 = -torch.empty(shape, device=like.device, dtype=like.dtype).exponential_().log()
+def sample_logistic_noise(like: torch.Tensor) -> torch.Tensor:
+    """G1 - G2 with G ~ Gumbel(0, 1) drawn as ``-log(Exp(1))``: Logistic(0, 1) noise, shaped like ``like``."""
+    g1 = -torch.empty_like(like).exponential_().log()
+    g2 = -torch.empty_like(like).exponential_().log()
     return g1 - g2
 
 
@@ -142,7 +144,7 @@ def gumbel_sigmoid_mask(
     tau never changes which tokens are selected, only the surrogate gradient.
     """
     if noise is None:
-        noise = sample_logistic_noise(logits.shape, logits)
+        noise = sample_logistic_noise(logits)
     soft = torch.sigmoid((logits + noise) / tau)
     hard = (soft > 0.5).to(logits.dtype)
     return hard - soft.detach() + soft

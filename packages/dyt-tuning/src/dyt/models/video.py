@@ -12,10 +12,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from dyt.config import DyTConfig
-from dyt.models.dyt_vit import DyTVisionTransformer, _dyt_class, convert_vit
+from dyt.models.dispatch import get_dyt_config
+from dyt.models.dyt_vit import convert_vit
 
 __all__ = ["CrossAttention", "AttentiveBlock", "DyTVideoTransformer", "convert_vit_to_video"]
 
@@ -64,31 +66,45 @@ class AttentiveBlock(nn.Module):
         return self.cross_attn(self.norm_q(query), self.norm_k(tokens), self.norm_v(tokens))
 
 
-class DyTVideoTransformer(DyTVisionTransformer):
-    """A DyT ViT applied per frame with attentive pooling. Built by :func:`convert_vit_to_video`."""
+class DyTVideoTransformer(nn.Module):
+    """A DyT ViT applied per frame, pooled by one attentive block. Built by :func:`convert_vit_to_video`.
 
-    query_token: nn.Parameter
-    attentive_blocks: AttentiveBlock
-    num_frames: int
+    forward(video (B, 3, T, H, W)) -> logits (B, K). The ViT sits under ``backbone`` (its own
+    head removed); ``query_token``, ``attentive_blocks`` and ``head`` are top-level, so an
+    official video checkpoint maps onto this model by prefixing its ViT keys with ``backbone.``
+    (:func:`dyt.convert.official_video_to_ours`).
+    """
 
-    def forward(  # type: ignore[override]
-        self, video: torch.Tensor, complete: bool = False, sparse: bool | None = None
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """video: (B, 3, T, H, W) -> (logits (B, K), aux with (B*T, L, N, 1) masks)."""
+    def __init__(
+        self, backbone: VisionTransformer, num_classes: int, num_frames: int, head_init_std: float
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.num_frames = num_frames
+        self.num_classes = num_classes
+        embed_dim = int(backbone.embed_dim)
+        num_heads = int(backbone.blocks[0].attn.num_heads)
+        reference = backbone.pos_embed
+        self.query_token = nn.Parameter(torch.zeros(1, 1, embed_dim, device=reference.device))
+        self.attentive_blocks = AttentiveBlock(embed_dim, num_heads).to(reference.device)
+        self.head = nn.Linear(embed_dim, num_classes).to(reference.device)
+        nn.init.trunc_normal_(self.head.weight, std=head_init_std)
+        nn.init.zeros_(self.head.bias)
+
+    @property
+    def dyt_config(self) -> DyTConfig:
+        return get_dyt_config(self.backbone)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """video: (B, 3, T, H, W) -> logits (B, K)."""
         if video.dim() != 5:
             raise ValueError(f"expected a clip (B, C, T, H, W), got shape {tuple(video.shape)}")
         batch, channels, frames, height, width = video.shape
         images = video.transpose(1, 2).reshape(batch * frames, channels, height, width)
-        tokens, aux, _ = self.forward_dyt_features(images, complete=complete, sparse=sparse)
+        tokens = self.backbone.forward_features(images)  # (B*T, N, C), final norm applied
         tokens = tokens.reshape(batch, frames * tokens.shape[1], tokens.shape[2])
         pooled = self.attentive_blocks(self.query_token.expand(batch, -1, -1), tokens)
-        return self.head(self.head_drop(pooled[:, 0])), aux
-
-
-def _video_class(base: type) -> type:
-    if issubclass(base, DyTVideoTransformer):
-        return base
-    return type(f"Video{base.__name__}", (DyTVideoTransformer, base), {})
+        return self.head(self.backbone.head_drop(pooled[:, 0]))
 
 
 def convert_vit_to_video(
@@ -100,16 +116,11 @@ def convert_vit_to_video(
     head_init_std: float = 0.01,
     **overrides: Any,
 ) -> DyTVideoTransformer:
-    """Convert a timm ViT to DyT and add the attentive pooling (query zero-initialised)."""
+    """Convert a timm ViT to DyT and add the attentive pooling (query zero-initialised).
+
+    Defaults without ``config``: the paper's video setting (d=64, s=0.1, Sec. 4.2).
+    """
     if config is None and not overrides:
         config = DyTConfig(bottleneck=64, adapter_scale=0.1)
-    model = convert_vit(
-        model, config, num_classes=num_classes, head_init_std=head_init_std, **overrides
-    )
-    embed_dim, num_heads = model.embed_dim, model.blocks[0].attn.num_heads
-    device = model.pos_embed.device
-    model.query_token = nn.Parameter(torch.zeros(1, 1, embed_dim, device=device))
-    model.attentive_blocks = AttentiveBlock(embed_dim, num_heads).to(device)
-    model.num_frames = num_frames
-    model.__class__ = _video_class(_dyt_class(type(model)))
-    return model  # type: ignore[return-value]
+    vit = convert_vit(model, config, num_classes=0, **overrides)
+    return DyTVideoTransformer(vit, num_classes, num_frames, head_init_std)

@@ -2,7 +2,7 @@
 
 Registered in ``mmseg.registry.MODELS`` as ``DyTViT`` (backbone) and ``DyTEncoderDecoder``
 (segmentor adding the backbone's rate loss as ``loss_token``) when :func:`register_mmseg` runs;
-``import dyt.models.mmseg_backbone`` calls it. Needs the ``[mmseg]`` extra (mmcv with ops).
+``import dyt.integrations.mmseg`` calls it. Needs the ``[mmseg]`` extra (mmcv with ops).
 
 Official layout (under ``backbone.``): timm ViT keys, ``blocks.{i}.attn.relative_position_bias_table``
 and buffer ``relative_position_index`` (BEiT-style), ``fpn1.0``, ``fpn1.2``, ``fpn2.0``. As in the
@@ -14,11 +14,11 @@ pixel-wise KL to the detached complete prediction, the segmentation form of the 
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from dyt.config import DyTConfig
 from dyt.losses import pixel_distillation_kl, rate_loss
+from dyt.models.dispatch import dispatch_mode, records_to_aux
 from dyt.models.dyt_vit import convert_vit
+from torch import nn
 
 __all__ = [
     "DyTSegmentationBackbone",
@@ -135,16 +135,17 @@ class DyTSegmentationBackbone(nn.Module):
         x = self.patch_embed(images)
         x = torch.cat([self.cls_token.expand(batch, -1, -1), x], dim=1) + self.pos_embed
         x = self.pos_drop(x)
-        masks, features = [], []
-        for index, block in enumerate(self.blocks):
-            bias = self._rel_pos_bias(block).to(x.dtype) if self.use_rel_pos_bias else None
-            x, mask, _ = block(x, complete=complete, sparse=False, attn_bias=bias)
-            masks.append(mask)
-            if index in self.out_indices:
-                patches = x[:, 1:].transpose(1, 2).reshape(batch, -1, *grid)
-                features.append(patches)
+        features = []
+        with dispatch_mode(self, complete=complete, sparse=False) as records:
+            for index, block in enumerate(self.blocks):
+                bias = self._rel_pos_bias(block).to(x.dtype) if self.use_rel_pos_bias else None
+                x = block(x, attn_mask=bias)
+                if index in self.out_indices:
+                    patches = x[:, 1:].transpose(1, 2).reshape(batch, -1, *grid)
+                    features.append(patches)
         if not complete:
-            self.token_loss = rate_loss(torch.cat(masks, dim=1), self.rate, self.alpha)
+            token_select = records_to_aux(records)["token_select"]
+            self.token_loss = rate_loss(token_select, self.rate, self.alpha)
         necks = (self.fpn1, self.fpn2, self.fpn3, self.fpn4)
         return tuple(neck(feature) for neck, feature in zip(necks, features))
 
