@@ -112,7 +112,11 @@ class DSPGenerator(nn.Module):
             z_in = a_y if cfg.evolve_mode == "direct" else self.bank.Z[rows]
             l_vope = losses.vope_loss(self.netVOPE(z_in), mapped_fake)
             loss = loss + cfg.lambda_v2s * l_fake + l_real + cfg.lambda_vope * l_vope
-            metrics.update(v2s_real=float(l_real), v2s_fake=float(l_fake), vope=float(l_vope))
+            metrics.update(
+                v2s_real=float(l_real.detach()),
+                v2s_fake=float(l_fake.detach()),
+                vope=float(l_vope.detach()),
+            )
         return loss, metrics
 
 

@@ -46,6 +46,10 @@ __all__ = [
 ]
 
 
+def _num(t: torch.Tensor) -> float:
+    return float(t.detach())
+
+
 def init_linear(module: nn.Module) -> None:
     """The baselines' ``weights_init``: Linear weight N(0, 0.02), bias 0."""
     if isinstance(module, nn.Linear):
@@ -262,7 +266,7 @@ class BaseModels:
         gp = losses.gradient_penalty(critic.netD, x, fake, c)
         gamma = cfg.gamma_d
         loss = gamma * (d_fake - d_real) + gamma * self.lambda_gp * gp
-        return loss, float(d_real - d_fake), float(gp)
+        return loss, _num(d_real - d_fake), _num(gp)
 
     @property
     def lambda_gp(self) -> float:
@@ -328,7 +332,7 @@ class ClswganBase(BaseModels):
         adv = -critic.netD(fake, c).mean()
         cls = F.nll_loss(critic.netCls(fake), y)
         loss = self.cfg.gamma_g * adv + self.cfg.cls_weight * cls
-        return loss, fake, {"g_adv": float(adv), "g_cls": float(cls)}
+        return loss, fake, {"g_adv": _num(adv), "g_cls": _num(cls)}
 
     def synthesize(self, gen, critic, c):
         return gen.netG(self._noise(c), c)
@@ -372,7 +376,7 @@ class TfvaeganBase(BaseModels):
         if cfg.recons_weight > 0 and not cfg.freeze_dec:
             rec = cfg.recons_weight * losses.weighted_l1(critic.netDec(x), c)
             loss = loss + rec
-            metrics["dec_real"] = float(rec)
+            metrics["dec_real"] = _num(rec)
         with torch.no_grad():
             z, _, _ = self._latent(gen, x, c)
             fake = gen.netG(z, c)
@@ -404,7 +408,7 @@ class TfvaeganBase(BaseModels):
             if cfg.recons_weight > 0:
                 loss = loss + cfg.recons_weight * losses.weighted_l1(critic.netDec(fake), c)
             total = total + loss
-            metrics["g_adv"] = float(adv)
+            metrics["g_adv"] = _num(adv)
         return total, fake, metrics
 
     def synthesize(self, gen, critic, c):
@@ -453,7 +457,7 @@ class FreeBase(BaseModels):
             fake = gen.netG(z, c)
         d_loss, wd, gp = self._wgan_critic(critic, x, fake, c)
         fr = self._fr_loss(critic, x, c, y)
-        return d_loss + fr, {"wasserstein": wd, "gp": gp, "fr_real": float(fr)}
+        return d_loss + fr, {"wasserstein": wd, "gp": gp, "fr_real": _num(fr)}
 
     def generator_loss(self, gen, critic, x, c, y):
         cfg = self.cfg
@@ -463,7 +467,7 @@ class FreeBase(BaseModels):
         adv = -critic.netD(fake, c).mean()
         fr = self._fr_loss(critic, fake, c, y)
         loss = losses.vae_loss(fake, x, mean, log_var) + cfg.gamma_g * adv + fr
-        return loss, fake, {"g_adv": float(adv), "fr_fake": float(fr)}
+        return loss, fake, {"g_adv": _num(adv), "fr_fake": _num(fr)}
 
     def synthesize(self, gen, critic, c):
         return gen.netG(torch.randn_like(c), c)
