@@ -17,11 +17,20 @@ PLUGIN = textwrap.dedent("""
         table = Table(["method", "acc"], [["ours", ours], ["base", base]])
         return DemoResult("fake", "ours beats base", "acc", ours, base, ours > base, table)
 
+    def judged_demo(*, full=False, output_root=None, progress=None, seed=0):
+        from papers_shared.verdict import judge_claim
+
+        seeds = 3 if full else 2
+        v = judge_claim([0.9, 0.8, 0.85][:seeds], [0.5, 0.55, 0.5][:seeds], margin=0.1,
+                        method_name="ours", baseline_name="base", metric="acc", quick=not full)
+        return DemoResult("judged", "ours beats base", "acc", table=Table(["a"], [[1]]), verdicts=[v])
+
     def broken_demo(**kwargs):
         raise RuntimeError("boom")
 
     METHOD = Method("fake", "A fake paper", info, demo)
     BROKEN = Method("broken", "A broken paper", info, broken_demo)
+    JUDGED = Method("judged", "A judged paper", info, judged_demo)
     NOT_A_METHOD = 42
 """)
 
@@ -34,6 +43,7 @@ def fake_plugins(tmp_path, monkeypatch):
         EntryPoint("fake", "fake_papers_plugin:METHOD", methods.ENTRY_POINT_GROUP),
         EntryPoint("broken", "fake_papers_plugin:BROKEN", methods.ENTRY_POINT_GROUP),
         EntryPoint("weird", "fake_papers_plugin:NOT_A_METHOD", methods.ENTRY_POINT_GROUP),
+        EntryPoint("judged", "fake_papers_plugin:JUDGED", methods.ENTRY_POINT_GROUP),
     ]
     monkeypatch.setattr(
         methods, "entry_points", lambda group: eps if group == methods.ENTRY_POINT_GROUP else []
@@ -89,3 +99,24 @@ def test_package_parser_has_info_demo_and_examples(fake_plugins, capsys):
     assert "0.8" in capsys.readouterr().out  # quick by default
     assert parse_and_run(parser, ["demo", "--full", "--json"]) == 0
     assert '"ours": 0.9' in capsys.readouterr().out
+
+
+def test_demo_summary_shows_arms_margin_and_verdict(fake_plugins, capsys, tmp_path):
+    assert cli.main(["demo", "judged", "--full", "--output-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "ours 0.85 +- 0.05 (n=3)" in out and "base 0.5167 +- 0.029 (n=3)" in out
+    assert "| 0.1 " in out and "| held " in out
+
+
+def test_quick_demo_summary_says_too_few_seeds(fake_plugins, capsys, tmp_path):
+    assert cli.main(["demo", "judged", "--output-dir", str(tmp_path)]) == 0
+    assert "not shown (quick: 2 seeds)" in capsys.readouterr().out
+
+
+def test_global_flags_after_the_subcommand(fake_plugins, capsys):
+    assert cli.main(["list", "-q"]) == 0
+    assert cli.main(["info", "fake", "-v"]) == 0
+    assert (
+        "(default: runs)"
+        in cli.build_parser()._subparsers._group_actions[0].choices["demo"].format_help()
+    )

@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from papers_shared.cli_utils import add_verbosity_flags, parse_and_run
+from papers_shared.cli_utils import HelpFormatter, add_command, add_global_flags, parse_and_run
 from papers_shared.methods import DemoResult, Method, Table, discover_methods
 from papers_shared.verdict import MIN_SEEDS, ArmStats
 
@@ -152,7 +152,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(NOTHING_INSTALLED)
         return 0
     table, records = run_demos(
-        selected, full=args.full, output_root=args.output_dir, progress=args.progress
+        selected,
+        full=args.full,
+        output_root=args.output_dir,
+        progress=args.progress,
+        seed=args.seed,
     )
     if args.json:
         print(json.dumps(records, indent=2, default=str))
@@ -166,26 +170,43 @@ def build_parser() -> argparse.ArgumentParser:
         prog="papers",
         description="Run and inspect the installed paper implementations.",
         epilog="examples:\n  papers list\n  papers demo ridg causeb --full",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
-    add_verbosity_flags(parser)
-    sub = parser.add_subparsers(dest="command")
-    p = sub.add_parser("list", help="installed method packages")
+    add_global_flags(parser, top_level=True)
+    sub = parser.add_subparsers(dest="command", metavar="command")
+    p = add_command(
+        sub, "list", help="installed method packages", examples=["papers list", "papers list -q"]
+    )
     p.set_defaults(handler=_cmd_list)
-    p = sub.add_parser("info", help="params/FLOPs tables of installed packages")
+    p = add_command(
+        sub,
+        "info",
+        help="params/FLOPs tables of installed packages",
+        examples=["papers info", "papers info ridg groupmixformer"],
+    )
     p.add_argument("packages", nargs="*", help=f"any of: {', '.join(KNOWN_PACKAGES)}")
     p.set_defaults(handler=_cmd_info)
-    p = sub.add_parser("demo", help="run each package's demo and summarise whether its claim held")
+    p = add_command(
+        sub,
+        "demo",
+        help="run each package's demo and summarise whether its claim held",
+        examples=["papers demo --quick", "papers demo ridg causeb --full --output-dir runs"],
+    )
     p.add_argument("packages", nargs="*", help="default: every installed package")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
-        "--quick", dest="full", action="store_false", help="about a minute a package (default)"
+        "--quick", dest="full", action="store_false", help="about a minute a package, fewer seeds"
     )
-    mode.add_argument("--full", dest="full", action="store_true", help="the few-minute miniatures")
+    mode.add_argument("--full", dest="full", action="store_true", help="the ten-minute miniatures")
     p.set_defaults(full=False)  # store_false above would otherwise make full the default
-    p.add_argument("--output-dir", type=Path, default=Path("runs"))
-    p.add_argument("--no-progress", dest="progress", action="store_false", default=None)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--output-dir", type=Path, default=Path("runs"), help="root of run folders")
+    p.add_argument("--seed", type=int, default=0, help="first seed of every demo")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bars on stderr (unset: only when stderr is a terminal)",
+    )
     p.set_defaults(handler=_cmd_demo)
     return parser
 

@@ -228,7 +228,7 @@ def add_trainer_flags(
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="progress bar on stderr (None: when stderr is a terminal)",
+        help="progress bar on stderr (unset: only when stderr is a terminal)",
     )
 
 
@@ -433,7 +433,7 @@ def add_demo_command(subparsers: argparse._SubParsersAction, method: Method) -> 
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="progress bar on stderr (None: when stderr is a terminal)",
+        help="progress bar on stderr (unset: only when stderr is a terminal)",
     )
 
     def handler(args: argparse.Namespace) -> int:
