@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from etris.convert import (
     convert_official_state_dict,
     load_etris_weights,

@@ -68,7 +68,7 @@ def info(with_flops: bool = True, variants: tuple[str, ...] = VARIANTS) -> list[
                 c["backbone_trainable"],
                 c["trainable"],
                 c["backbone_frozen"],
-                f"{c['gflops']:.1f}" if with_flops else "-",
+                f"{c['gflops']:.4g}" if with_flops else "-",
             ]
             for name, c in counts.items()
         ],

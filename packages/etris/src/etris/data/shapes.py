@@ -1,9 +1,10 @@
 """The built-in data: images of coloured shapes with referring sentences and target masks.
 
 Each image holds three shapes on a noisy grey background. The target is named by colour and
-shape ("the red circle left of the blue square"); one distractor shares its colour and another its
-shape, so neither word alone finds it and the mask depends on the sentence. The relation phrase
-is always true and names another shape in the image. Captions listing every shape ("a red circle,
+shape ("the red circle left of the blue square"); one distractor has the target's shape in another
+colour, the other differs in both, so the target's colour identifies it and the mask depends on
+the sentence (an image alone does not say which shape is meant). The relation phrase is always true
+and names another shape in the image. Captions listing every shape ("a red circle,
 a blue square and a red triangle") are what the tiny CLIP pair is pre-trained on.
 """
 
@@ -64,8 +65,10 @@ def make_shapes_sample(rng: np.random.Generator, size: int = 64) -> ShapesSample
     colour = colours[rng.integers(len(colours))]
     shape = shapes[rng.integers(len(shapes))]
     other_shape = [s for s in shapes if s != shape][rng.integers(len(shapes) - 1)]
-    other_colour = [c for c in colours if c != colour][rng.integers(len(colours) - 1)]
-    objects = [(colour, shape), (colour, other_shape), (other_colour, shape)]
+    others = [c for c in colours if c != colour]
+    picked = rng.permutation(len(others))[:2]
+    colour_b, colour_c = others[int(picked[0])], others[int(picked[1])]
+    objects = [(colour, shape), (colour_b, shape), (colour_c, other_shape)]
     cells = rng.permutation(9)[:3]
     cell = size / 3
     radius = size * 0.12
