@@ -107,3 +107,10 @@ def test_all_lists_exactly_the_lazy_names():
     import papers_shared
 
     assert set(papers_shared.__all__) - {"__version__"} == set(papers_shared._MODULE_OF)
+
+
+def test_plot_curves_reads_a_two_point_tuple_as_values(tmp_path):
+    from papers_shared.runs import plot_curves
+
+    path = plot_curves({"ys": (1.0, 2.0), "xy": ([0, 5, 9], [3.0, 2.0, 1.0])}, tmp_path / "c.png")
+    assert path.stat().st_size > 0

@@ -23,7 +23,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from papers_shared.methods import DemoResult, Method
 
@@ -307,7 +307,7 @@ def config_from_args(
     )
     from_dict = getattr(cls, "from_dict", None)
     if callable(from_dict):
-        return from_dict(data)
+        return cast(ConfigT, from_dict(data))
     unknown = sorted(set(data) - field_names)
     if unknown:
         raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; valid: {sorted(field_names)}")

@@ -154,7 +154,7 @@ def count_flops(
     The convention is the module's (fvcore's): see the module docstring and
     :data:`FLOP_CONVENTION`. ``by_operator`` and ``by_module`` split the same total.
     """
-    counter = FlopCounterMode(display=False, depth=None, custom_mapping=_extra_flop_formulas())
+    counter = FlopCounterMode(display=False, custom_mapping=_extra_flop_formulas())
     with torch.no_grad(), counter:
         fn(*args, **kwargs)
     by_operator = {

@@ -7,7 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 __all__ = ["make_run_dir", "write_metrics", "plot_curves"]
 
@@ -66,10 +66,15 @@ def plot_curves(
         raise ValueError("plot_curves needs at least one curve")
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     for label, curve in curves.items():
-        if isinstance(curve, tuple) and len(curve) == 2:
-            xs, ys = curve
+        xs: Sequence[float] | range
+        if (
+            isinstance(curve, tuple)
+            and len(curve) == 2
+            and all(isinstance(part, Sequence) for part in curve)
+        ):
+            xs, ys = cast(tuple[Sequence[float], Sequence[float]], curve)
         else:
-            ys = curve  # type: ignore[assignment]
+            ys = cast(Sequence[float], curve)
             xs = range(len(ys))
         ax.plot(list(xs), list(ys), label=label)
     ax.set_title(title)

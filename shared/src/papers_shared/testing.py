@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -23,11 +24,11 @@ def block_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Fail any test that opens a non-loopback connection (Unix sockets and localhost stay allowed)."""
     real_connect = socket.socket.connect
 
-    def guarded_connect(self: socket.socket, address: object) -> object:
+    def guarded_connect(self: socket.socket, address: Any) -> None:
         host = address[0] if isinstance(address, tuple) else None
         if host is not None and host not in ("127.0.0.1", "::1", "localhost"):
             raise RuntimeError(f"tests must not use the network (tried to connect to {address!r})")
-        return real_connect(self, address)  # type: ignore[arg-type]
+        return real_connect(self, address)
 
     monkeypatch.setattr(socket.socket, "connect", guarded_connect)
     yield

@@ -20,9 +20,9 @@ def load_digits(
         raise ValueError(f"size must be an int >= 4, got {size!r}")
     from sklearn.datasets import load_digits as sklearn_digits
 
-    bunch = sklearn_digits()
-    images = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    labels = torch.as_tensor(bunch.target, dtype=torch.int64)
+    flat, target = sklearn_digits(return_X_y=True)  # flat: (1797, 64), the 8x8 images row-major
+    images = torch.as_tensor(flat, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0
+    labels = torch.as_tensor(target, dtype=torch.int64)
     if size != 8:
         images = F.interpolate(
             images, size=(size, size), mode="bilinear", align_corners=False, antialias=size < 8
