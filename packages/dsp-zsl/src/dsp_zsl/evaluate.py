@@ -199,5 +199,8 @@ def select_epoch(records: list[dict[str, float]], selection: str, key: str) -> d
     scores = [r.get(score_key, float("nan")) for r in records]
     if all(s != s for s in scores):
         raise ValueError(f"selection={selection!r} needs {score_key}, which was not measured")
-    best = max(range(len(records)), key=lambda i: scores[i] if scores[i] == scores[i] else -1.0)
+    # ties go to the later epoch (an all-zero validation score keeps the trained classifier)
+    best = max(
+        range(len(records)), key=lambda i: (scores[i] if scores[i] == scores[i] else -1.0, i)
+    )
     return dict(records[best])

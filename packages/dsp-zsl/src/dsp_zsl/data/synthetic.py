@@ -21,9 +21,9 @@ __all__ = ["SyntheticZSLConfig", "write_synthetic_xlsa17"]
 class SyntheticZSLConfig:
     """Size and difficulty of the generated benchmark."""
 
-    num_seen: int = 18
+    num_seen: int = 40
     """Seen classes."""
-    num_unseen: int = 6
+    num_unseen: int = 10
     """Unseen classes."""
     num_val: int = 4
     """Seen classes that form val_loc (the xlsa17 validation classes)."""
@@ -31,7 +31,7 @@ class SyntheticZSLConfig:
     """Prototype size d_a."""
     feature_dim: int = 64
     """Visual feature size."""
-    samples_per_class: int = 60
+    samples_per_class: int = 40
     """Images per class."""
     test_seen_fraction: float = 0.2
     """Share of each seen class's images in test_seen."""
