@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 from dyt.cli import main
-from dyt.config import TrainConfig, get_train_preset
+from dyt.config import get_train_preset
 from dyt.data.vtab import VTABFolder, read_split_file, vtab_group_means
 from dyt.train import cosine_lr
 from PIL import Image
@@ -32,8 +32,12 @@ def make_vtab_task(root: Path, name: str = "eurosat", per_class: int = 4) -> Pat
 def _train_args(root: Path, out: Path, *extra: str) -> list[str]:
     return ["train", "--data-root", str(root), "--task", "eurosat", "--model-overrides", TINY,
             "--img-size", "32", "--epochs", "2", "--warmup-epochs", "1", "--batch-size", "4",
-            "--num-workers", "0", "--eval-every", "1", "--output-dir", str(out),
+            "--num-workers", "0", "--eval-every", "1", "--output-dir", str(out), "--device", "cpu",
             "--no-progress", *extra]  # fmt: skip
+
+
+def _history(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
 
 
 def test_vtab_folder_reads_split_and_images(tmp_path):
@@ -98,54 +102,124 @@ def test_train_eval_report_commands_on_fake_vtab(tmp_path, capsys):
     make_vtab_task(tmp_path)
     out = tmp_path / "run"
     assert main(_train_args(tmp_path, out)) == 0
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert len(records) == 2 and "eval_accuracy" in records[-1] and "eval_gflops" in records[-1]
+    records = _history(out)
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert "eval_accuracy" in records[-1] and records[-1]["eval_gflops"] > 0
     assert records[-1]["train_rate"] >= 0 and records[-1]["train_kl"] > -1e-5
-    saved = torch.load(out / "checkpoint.pth", weights_only=True)
-    assert any("adaptmlp" in k for k in saved["model"])
-    assert (out / "adapter.safetensors").exists()
-    assert TrainConfig.load(out / "train_config.json").model_overrides["depth"] == 2
+    assert records[-1]["step"] == 4  # 8 images, global batch 4, 2 epochs
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["task"]["model_overrides"]["depth"] == 2 and saved["task"]["task"] == "eurosat"
+    assert (out / "model.safetensors").exists() and (out / "checkpoint").is_dir()
     capsys.readouterr()
-    assert main(["eval", str(out), "--no-progress"]) == 0
+    assert main(["eval", str(out), "--num-workers", "0", "--device", "cpu"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["num_images"] == 4 and 0 <= result["activation"] <= 1
-    # the random backbone is rebuilt from the run's seed: eval reproduces the last training eval
+    assert result["path"] == "packed"
+    # the saved weights reproduce the last training evaluation
     assert result["accuracy"] == records[-1]["eval_accuracy"]
     assert result["gflops"] == pytest.approx(records[-1]["eval_gflops"])
     assert result["activation"] == pytest.approx(records[-1]["eval_activation"])
-    assert main(["eval", str(out), "--checkpoint", str(out / "checkpoint.pth"), "--dense",
-                 "--no-progress"]) == 0  # fmt: skip
-    dense = json.loads(capsys.readouterr().out)
-    assert dense["accuracy"] == result["accuracy"]
-    assert main(["report", str(out)]) == 0
-    assert "specialized" in json.loads(capsys.readouterr().out)
 
 
-def test_train_resumes_from_checkpoint(tmp_path):
+def test_eval_dense_reports_the_dense_paths_flops(tmp_path, capsys):
     make_vtab_task(tmp_path)
     out = tmp_path / "run"
     assert main(_train_args(tmp_path, out, "--epochs", "1", "--warmup-epochs", "0")) == 0
-    assert main(_train_args(tmp_path, out)) == 0
-    epochs = [
-        json.loads(line)["epoch"] for line in (out / "metrics.jsonl").read_text().splitlines()
-    ]
-    assert epochs == [0, 1]
+    capsys.readouterr()
+    assert main(["eval", str(out), "--num-workers", "0", "--device", "cpu"]) == 0
+    packed = json.loads(capsys.readouterr().out)
+    assert main(["eval", str(out), "--num-workers", "0", "--device", "cpu", "--dense"]) == 0
+    dense = json.loads(capsys.readouterr().out)
+    assert dense["accuracy"] == packed["accuracy"] and dense["path"] == "dense"
+    from dyt.flops import ViTDims, dyt_flops
+
+    complete = dyt_flops(ViTDims(num_patches=16, embed_dim=32, depth=2, mlp_hidden=128,
+                                 patch_size=8, num_classes=10), 8)  # fmt: skip
+    assert dense["gflops"] == pytest.approx(complete.gflops)
+    assert packed["activation"] < 1 and packed["gflops"] < dense["gflops"]
+
+
+def test_official_checkpoint_with_namespace_args_evaluates(tmp_path, capsys):
+    """A file written like the official scripts ({"model", "args": Namespace, "epoch"}) loads."""
+    import argparse
+
+    from safetensors.torch import load_file
+
+    make_vtab_task(tmp_path)
+    out = tmp_path / "run"
+    assert main(_train_args(tmp_path, out, "--epochs", "1", "--warmup-epochs", "0")) == 0
+    weights = {k.removeprefix("model."): v for k, v in load_file(out / "model.safetensors").items()}
+    official = tmp_path / "checkpoint-best.pth"
+    torch.save({"model": weights, "args": argparse.Namespace(lr=1e-3, rate=0.5), "epoch": 0},
+               official)  # fmt: skip
+    capsys.readouterr()
+    assert main(["eval", str(out), "--num-workers", "0", "--device", "cpu"]) == 0
+    ours = json.loads(capsys.readouterr().out)
+    assert main(["eval", str(out), "--checkpoint", str(official), "--num-workers", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == ours["accuracy"]
+
+
+def test_report_says_when_the_group_mean_is_partial(tmp_path, capsys, caplog):
+    make_vtab_task(tmp_path)
+    out = tmp_path / "run"
+    assert main(_train_args(tmp_path, out, "--epochs", "1", "--warmup-epochs", "0")) == 0
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["partial"] is True and len(summary["missing_tasks"]) == 18
+    assert set(summary["tasks"]) == {"eurosat"} and "specialized" in summary
+    assert "partial: 1 of 19" in caplog.text
+
+
+def test_train_without_pretrained_backbone_warns(tmp_path, caplog):
+    make_vtab_task(tmp_path)
+    assert (
+        main(_train_args(tmp_path, tmp_path / "run", "--epochs", "1", "--warmup-epochs", "0")) == 0
+    )
+    assert "no pre-trained backbone" in caplog.text
+
+
+def test_train_resumes_keeps_history_and_refuses_a_changed_config(tmp_path, capsys):
+    make_vtab_task(tmp_path)
+    out = tmp_path / "run"
+    assert main(_train_args(tmp_path, out, "--epochs", "1", "--warmup-epochs", "0")) == 0
+    first = _history(out)
+    saved_config = (out / "config.json").read_text()
+    # the same folder again without --resume / --overwrite is refused
+    assert main(_train_args(tmp_path, out, "--epochs", "1", "--warmup-epochs", "0")) == 1
+    assert "already holds a run" in capsys.readouterr().err
+    # a different learning rate is refused and the saved config is left alone
+    assert main(_train_args(tmp_path, out, "--warmup-epochs", "0", "--lr", "0.5", "--resume")) == 1
+    assert "lr" in capsys.readouterr().err
+    assert (out / "config.json").read_text() == saved_config
+    # more epochs continue the run and keep the earlier history
+    assert main(_train_args(tmp_path, out, "--warmup-epochs", "0", "--resume")) == 0
+    records = _history(out)
+    assert [r["epoch"] for r in records] == [1, 2] and records[0] == first[0]
 
 
 def test_cli_reports_missing_data_as_one_error_line(tmp_path, capsys):
     assert main(_train_args(tmp_path, tmp_path / "run")) == 1
-    assert "FileNotFoundError" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "FileNotFoundError" in err[0]
 
 
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_trainer_runs_unchanged_under_torchrun_gloo(tmp_path):
+def test_trainer_runs_unchanged_under_torchrun_gloo(tmp_path, capsys):
+    """Two gloo processes share the global batch; the saved weights reproduce the evaluation."""
     make_vtab_task(tmp_path)
     out = tmp_path / "ddp"
     run_torchrun(["-m", "dyt.cli", *_train_args(tmp_path, out)], nproc=2, timeout=600, check=True)
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert len(records) == 2
-    assert records[-1]["eval_accuracy"] >= 0
+    records = _history(out)
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert records[-1]["step"] == 4  # global batch 4 = 2 per rank: 2 steps per epoch
+    assert all(r["nonfinite_skipped"] == 0 and r["train_loss"] > 0 for r in records)
+    capsys.readouterr()
+    assert main(["eval", str(out), "--num-workers", "0", "--device", "cpu"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["accuracy"] == records[-1]["eval_accuracy"]  # both ranks' halves reduced
+    assert result["gflops"] == pytest.approx(records[-1]["eval_gflops"])
 
 
 def test_image_transforms_follow_the_paper():
@@ -203,10 +277,10 @@ def test_trainer_and_eval_accept_a_swin_backbone(tmp_path, capsys):
     args = _train_args(tmp_path, out, "--model", "swin_base_patch4_window7_224")
     args[args.index("--model-overrides") + 1] = swin
     assert main(args) == 0
-    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    record = _history(out)[-1]
     assert record["eval_gflops"] > 0 and 0 <= record["eval_activation"] <= 1
     capsys.readouterr()
-    assert main(["eval", str(out), "--no-progress"]) == 0
+    assert main(["eval", str(out), "--num-workers", "0", "--device", "cpu"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["gflops"] == pytest.approx(record["eval_gflops"])
     assert result["accuracy"] == record["eval_accuracy"]

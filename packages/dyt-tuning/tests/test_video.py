@@ -107,15 +107,18 @@ def test_trainer_trains_video_model_on_clip_lists(protocol, module, tmp_path, ca
     args = ["train", "--preset", "video_k400", "--data-root", str(tmp_path), "--num-frames", "2",
             "--model-overrides", '{"patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}',
             "--img-size", "32", "--epochs", "1", "--warmup-epochs", "0", "--batch-size", "2",
-            "--num-workers", "0", "--output-dir", str(out), "--no-progress",
+            "--num-workers", "0", "--output-dir", str(out), "--no-progress", "--device", "cpu",
             "--video-protocol", protocol]  # fmt: skip
     assert main(args) == 0
-    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    record = json.loads((out / "history.jsonl").read_text().splitlines()[-1])
     assert 0 <= record["eval_accuracy"] <= 1 and record["eval_gflops"] > 0
-    saved = torch.load(out / "checkpoint.pth", weights_only=True)["model"]
-    assert "query_token" in saved and "attentive_blocks.cross_attn.q_bias" in saved
+    from safetensors.torch import load_file
+
+    saved = load_file(out / "model.safetensors")
+    assert "model.query_token" in saved and "model.attentive_blocks.cross_attn.q_bias" in saved
     capsys.readouterr()
-    assert main(["eval", str(out), "--split", "val", "--batch-size", "2", "--no-progress"]) == 0
+    assert main(["eval", str(out), "--split", "val", "--batch-size", "2", "--num-workers", "0",
+                 "--device", "cpu", "--no-progress"]) == 0  # fmt: skip
     result = json.loads(capsys.readouterr().out)
     assert result["num_images"] == 2 and result["gflops"] == pytest.approx(record["eval_gflops"])
 

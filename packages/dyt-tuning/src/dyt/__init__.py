@@ -1,46 +1,72 @@
 """DyT: Dynamic Tuning for parameter- and inference-efficient ViT adaptation (NeurIPS 2024).
 
-Importing registers the timm names ``dyt_vit_test``, ``dyt_vit_base_patch16_224`` and
-``dyt_vit_large_patch16_224``.
+``import dyt`` is cheap (no torch): the names below load on first use. Importing
+``dyt.models`` (which any model name does) registers the timm names ``dyt_vit_test``,
+``dyt_vit_base_patch16_224`` and ``dyt_vit_large_patch16_224``.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from dyt._version import __version__
 from dyt.config import DyTConfig, TrainConfig, get_train_preset
-from dyt.convert import (
-    load_adapter,
-    load_backbone,
-    load_official_checkpoint,
-    save_adapter,
-    save_official_checkpoint,
-)
-from dyt.data.vtab import VTABFolder, vtab_group_means
-from dyt.flops import ViTDims, dyt_flops, eval_flops, flops_from_masks
-from dyt.losses import DyTLoss
-from dyt.models import (
-    Adapter,
-    DyTBlock,
-    DyTSwinBlock,
-    DyTVideoTransformer,
-    MoEAdapter,
-    TokenDispatcher,
-    convert_swin,
-    convert_vit,
-    convert_vit_to_video,
-    dispatch_mode,
-    forward_dyt,
-    get_dyt_config,
-    set_sparse_inference,
-    swin_flops,
-    trainable_state_dict,
-)
-from dyt.train import evaluate, train
+
+if TYPE_CHECKING:
+    from dyt.convert import (
+        load_adapter,
+        load_backbone,
+        load_official_checkpoint,
+        save_adapter,
+        save_official_checkpoint,
+    )
+    from dyt.data.vtab import VTABFolder, vtab_group_means
+    from dyt.flops import ViTDims, dyt_flops, eval_flops, flops_from_masks
+    from dyt.losses import DyTLoss
+    from dyt.models import (
+        Adapter,
+        DyTBlock,
+        DyTSwinBlock,
+        DyTVideoTransformer,
+        MoEAdapter,
+        TokenDispatcher,
+        convert_swin,
+        convert_vit,
+        convert_vit_to_video,
+        dispatch_mode,
+        forward_dyt,
+        get_dyt_config,
+        set_sparse_inference,
+        swin_flops,
+        trainable_state_dict,
+    )
+    from dyt.train import DyTTask, evaluate, train
+
+_LAZY = {
+    **dict.fromkeys(
+        ("load_adapter", "load_backbone", "load_official_checkpoint", "save_adapter",
+         "save_official_checkpoint"), "dyt.convert",
+    ),
+    **dict.fromkeys(("VTABFolder", "vtab_group_means"), "dyt.data.vtab"),
+    **dict.fromkeys(("ViTDims", "dyt_flops", "eval_flops", "flops_from_masks"), "dyt.flops"),
+    "DyTLoss": "dyt.losses",
+    **dict.fromkeys(
+        ("Adapter", "DyTBlock", "DyTSwinBlock", "DyTVideoTransformer", "MoEAdapter",
+         "TokenDispatcher", "convert_swin", "convert_vit", "convert_vit_to_video",
+         "dispatch_mode", "forward_dyt", "get_dyt_config", "set_sparse_inference", "swin_flops",
+         "trainable_state_dict"), "dyt.models",
+    ),
+    **dict.fromkeys(("DyTTask", "evaluate", "train"), "dyt.train"),
+}  # fmt: skip
 
 __all__ = [
     "Adapter",
+    "DyTBlock",
     "DyTConfig",
     "DyTLoss",
-    "DyTBlock",
     "DyTSwinBlock",
+    "DyTTask",
     "DyTVideoTransformer",
     "MoEAdapter",
     "TokenDispatcher",
@@ -70,3 +96,16 @@ __all__ = [
     "trainable_state_dict",
     "vtab_group_means",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dyt' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -79,19 +79,26 @@ class DyTConfig:
 
 @dataclass
 class TrainConfig:
-    """One training run (defaults: the paper's VTAB-1K recipe, section 3 of the spec)."""
+    """What is specific to one DyT training run (defaults: the paper's VTAB-1K recipe, Sec. 4.1
+    and Appendix A). Device, precision, seed, run folder and resume belong to
+    ``papers_shared.trainer.TrainerConfig``."""
 
     data_root: str = ""
     """VTAB-1K root holding one folder per task (or the task folder itself)."""
     task: str = "cifar"
+    """VTAB-1K task folder name under ``data_root``."""
     model: str = "vit_base_patch16_224"
-    """timm model name for the frozen backbone."""
+    """timm model name of the frozen backbone (a ViT or a Swin)."""
+    pretrained: bool = False
+    """Load timm's pre-trained weights for ``model`` (downloads from the Hugging Face Hub)."""
     backbone_checkpoint: str = ""
-    """Pre-trained backbone weights (e.g. timm's vit_base_patch16_224.orig_in21k file); empty = random."""
+    """Pre-trained backbone weights file (e.g. timm's vit_base_patch16_224.orig_in21k)."""
     img_size: int = 224
+    """Input resolution (images are resized to img_size x img_size)."""
     model_overrides: dict[str, Any] = field(default_factory=dict)
     """Extra timm ``create_model`` arguments (e.g. a tiny width for smoke tests)."""
     dyt: DyTConfig = field(default_factory=DyTConfig)
+    """The DyT conversion (bottleneck, rate, adapter scale, ...)."""
     num_frames: int = 0
     """> 0: video model (per-frame DyT + attentive pooling) on clip lists read with decord:
     ``data_root/<train_split>.txt`` and ``<eval_split>.txt``, lines ``relative/path label``."""
@@ -102,31 +109,31 @@ class TrainConfig:
     """Image pipeline: "none" (VTAB: resize only) or "rrc_flip" (full image sets: random resized
     crop + flip; test resize 256/224 + centre crop)."""
     alpha: float = 2.0
+    """Weight of the rate loss alpha * (mean(M) - r)^2 (paper Eq. 8)."""
     use_complete: bool = True
     """Train the complete model jointly: CE(complete) + KL(complete.detach() || student)."""
     epochs: int = 100
+    """Training length; also the length of the learning-rate schedule."""
     warmup_epochs: int = 10
+    """Linear warm-up epochs before the half-cosine decay."""
     batch_size: int = 64
     """Global batch size (split over the DDP ranks)."""
     lr: float = 1e-3
+    """Peak learning rate of AdamW."""
     lr_is_base: bool = False
     """If true, lr is a base rate scaled by global batch / 256 (full image sets, video)."""
     min_lr: float = 1e-5
+    """Learning rate at the end of the cosine decay."""
     weight_decay: float = 1e-4
+    """AdamW weight decay (on every trainable parameter)."""
     head_init_std: float = 0.01
+    """Std of the trunc-normal initialisation of the new classifier head."""
     train_split: str = "train800val200"
+    """Split / list file name for training."""
     eval_split: str = "test"
-    eval_every: int = 10
+    """Split / list file name for evaluation."""
     num_workers: int = 2
-    mixed_precision: bool = True
-    """bf16 autocast on GPU; ignored on CPU."""
-    device: str = ""
-    seed: int = 0
-    output_dir: str = "runs/dyt-tuning/train"
-    max_steps: int = 0
-    """Stop after this many optimiser steps (0 = run all epochs); for smoke tests."""
-    resume: bool = True
-    """Continue from ``output_dir/checkpoint.pth`` when it exists."""
+    """DataLoader worker processes."""
 
     def __post_init__(self) -> None:
         if isinstance(self.dyt, dict):
@@ -142,9 +149,17 @@ class TrainConfig:
                 f"video_protocol must be 'k400' or 'ssv2', got {self.video_protocol!r}"
             )
         if not 0 <= self.warmup_epochs <= self.epochs:
-            raise ValueError(f"warmup_epochs must lie in [0, epochs], got {self.warmup_epochs}")
+            raise ValueError(
+                f"warmup_epochs (--warmup-epochs) must lie in [0, epochs (--epochs) = "
+                f"{self.epochs}], got {self.warmup_epochs}"
+            )
         if self.lr <= 0 or self.alpha < 0 or self.weight_decay < 0:
-            raise ValueError("lr must be positive and alpha, weight_decay non-negative")
+            raise ValueError(
+                f"lr must be positive and alpha, weight_decay non-negative, got lr={self.lr}, "
+                f"alpha={self.alpha}, weight_decay={self.weight_decay}"
+            )
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -156,13 +171,21 @@ class TrainConfig:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> TrainConfig:
-        data = json.loads(Path(path).read_text())
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Build from a mapping; unknown keys raise ``ValueError`` listing the valid ones."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {unknown} in {path}")
+            raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid: {sorted(known)}")
         return cls(**data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        """Read a JSON file: a TrainConfig, or a run's config.json (its "task" part)."""
+        data = json.loads(Path(path).read_text())
+        if set(data) == {"trainer", "task"}:
+            data = data["task"]
+        return cls.from_dict(data)
 
 
 TRAIN_PRESETS: dict[str, TrainConfig] = {

@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from dyt.config import DISPATCH_MODES
-from dyt.models.dispatch import forward_dyt, get_dyt_config
 
 __all__ = [
     "ViTDims",
@@ -169,6 +168,8 @@ def dyt_flops(
 
 def flops_from_masks(model: nn.Module, token_select: torch.Tensor) -> torch.Tensor:
     """Per-image FLOPs of a DyT model from its eval masks ``aux["token_select"]`` (B, L', N, 1)."""
+    from dyt.models.dispatch import get_dyt_config
+
     config = get_dyt_config(model)
     vit = getattr(model, "backbone", model)  # a video model counts its per-frame ViT
     dims = ViTDims.from_model(vit)
@@ -189,6 +190,8 @@ def eval_flops(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, to
     images: (B, 3, H, W) -> (flops per image (B,), active patch tokens per dispatcher (B, L')).
     The model is run in eval mode and restored to its previous mode afterwards.
     """
+    from dyt.models.dispatch import forward_dyt, get_dyt_config
+
     get_dyt_config(model)  # raises for a model that is not DyT
     was_training = model.training
     model.eval()

@@ -1,56 +1,49 @@
-"""The DyT trainer (VTAB-1K folders; runs unchanged under ``torchrun``, DDP on gloo or NCCL)."""
+"""DyT training: what is specific to the paper, as a ``papers_shared.trainer.TrainTask``.
+
+The task holds the model (a frozen timm backbone converted to DyT), the DyT objective (paper
+Eq. 6-8: CE, complete-model CE, self-distillation KL and the rate loss), AdamW on the trainable
+tensors, the per-iteration warm-up + half-cosine schedule, the data and the evaluation (top-1,
+mean per-class accuracy, eval activation and GFLOPs from the real masks). The loop, DDP,
+precision, checkpoint/resume, run-folder rules and non-finite handling are the shared trainer's.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import timm
 import torch
 import torch.distributed as dist
-from timm.models.swin_transformer import SwinTransformer
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from dyt.config import TrainConfig
-from dyt.convert import load_backbone, save_adapter
-from dyt.data.vtab import VTABFolder, image_transform
-from dyt.flops import flops_from_masks
 from dyt.losses import DyTLoss
 from dyt.models.dispatch import forward_dyt
-from dyt.models.dyt_swin import convert_swin, swin_flops
-from dyt.models.dyt_vit import convert_vit
-from dyt.models.video import convert_vit_to_video
-from papers_shared.distributed import (
-    DistContext,
-    autocast,
-    cleanup_distributed,
-    init_distributed,
-    unwrap_model,
-    wrap_ddp,
-)
 from papers_shared.progress import progress_bar
-from papers_shared.seeding import seed_everything
+from papers_shared.trainer import StepOutput, Trainer, TrainerConfig, TrainResult, TrainTask
 
 __all__ = [
+    "DyTTask",
     "StudentWithComplete",
+    "EvalResult",
     "build_model",
     "cosine_lr",
     "evaluate",
     "train",
-    "EvalResult",
 ]
 
 logger = logging.getLogger(__name__)
-CHECKPOINT_FILE = "checkpoint.pth"
 
 
 class StudentWithComplete(nn.Module):
-    """One forward running the dispatched student and the complete model (DDP needs one call)."""
+    """One forward running the dispatched student and the complete model (DDP needs one call).
+
+    ``model`` is the DyT network; the state-dict keys of this module are ``model.<its keys>``.
+    """
 
     def __init__(self, model: nn.Module, use_complete: bool = True) -> None:
         super().__init__()
@@ -67,20 +60,34 @@ class StudentWithComplete(nn.Module):
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
-    """timm ViT or Swin (random or ``cfg.backbone_checkpoint``), converted to DyT, new head."""
-    vit = timm.create_model(
-        cfg.model, pretrained=False, img_size=cfg.img_size, num_classes=num_classes,
+    """timm ViT or Swin (timm weights, ``cfg.backbone_checkpoint`` or random), converted to DyT."""
+    import timm
+    from timm.models.swin_transformer import SwinTransformer
+
+    from dyt.convert import load_backbone
+    from dyt.models.dyt_swin import convert_swin
+    from dyt.models.dyt_vit import convert_vit
+    from dyt.models.video import convert_vit_to_video
+
+    if not cfg.pretrained and not cfg.backbone_checkpoint:
+        logger.warning(
+            "no pre-trained backbone (pretrained=False, no backbone_checkpoint): DyT adapts a "
+            "pre-trained ViT (the paper uses IN-21K ViT-B/16), so a random backbone trains "
+            "adapters on random features"
+        )
+    backbone = timm.create_model(
+        cfg.model, pretrained=cfg.pretrained, img_size=cfg.img_size, num_classes=num_classes,
         **cfg.model_overrides,
     )  # fmt: skip
-    if isinstance(vit, SwinTransformer):
+    init = dict(num_classes=num_classes, head_init_std=cfg.head_init_std)
+    if isinstance(backbone, SwinTransformer):
         if cfg.num_frames > 0:
             raise ValueError("the video model needs a ViT backbone, got a Swin")
-        model = convert_swin(vit, cfg.dyt, num_classes=num_classes, head_init_std=cfg.head_init_std)
+        model: nn.Module = convert_swin(backbone, cfg.dyt, **init)
     elif cfg.num_frames > 0:
-        model = convert_vit_to_video(vit, cfg.dyt, num_classes=num_classes,
-                                     num_frames=cfg.num_frames, head_init_std=cfg.head_init_std)  # fmt: skip
+        model = convert_vit_to_video(backbone, cfg.dyt, num_frames=cfg.num_frames, **init)
     else:
-        model = convert_vit(vit, cfg.dyt, num_classes=num_classes, head_init_std=cfg.head_init_std)
+        model = convert_vit(backbone, cfg.dyt, **init)
     if cfg.backbone_checkpoint:
         load_backbone(model, cfg.backbone_checkpoint)
     return model
@@ -100,10 +107,13 @@ class EvalResult:
     activation: float
     """Mean eval-mask activation over images, layers and patch tokens."""
     gflops: float
-    """Mean per-image (video: per view) GFLOPs from the real eval masks (paper convention)."""
+    """Mean per-image (video: per view) GFLOPs of the path that ran: packed eval from the real
+    masks, or the complete cost on the dense path (paper convention)."""
     num_images: int
     mean_class_accuracy: float = float("nan")
     """Mean of the per-class accuracies (the metric for Flowers102, Aircraft and Pets)."""
+    path: str = "packed"
+    """"packed" (active tokens only) or "dense" (every token computed, masks applied)."""
 
 
 def _all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
@@ -111,6 +121,24 @@ def _all_reduce_sum(values: list[float], device: torch.device) -> list[float]:
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(tensor)
     return tensor.tolist()
+
+
+def _flops(model: nn.Module, token_select: torch.Tensor, active: torch.Tensor, packed: bool):
+    """FLOPs of each image of a batch: from its masks (packed) or the complete cost (dense)."""
+    from timm.models.swin_transformer import SwinTransformer
+
+    from dyt.flops import flops_from_masks
+
+    batch = token_select.shape[0]
+    if isinstance(model, SwinTransformer):
+        from dyt.models.dyt_swin import swin_flops
+
+        if not packed:
+            return [swin_flops(model).total] * batch
+        return [swin_flops(model, row).total for row in active]
+    if not packed:
+        token_select = torch.ones_like(token_select)
+    return flops_from_masks(model, token_select).tolist()
 
 
 @torch.no_grad()
@@ -121,39 +149,44 @@ def evaluate(
     sparse: bool | None = None,
     progress: bool | None = None,
 ) -> EvalResult:
-    """Top-1, mean per-class accuracy, eval activation and GFLOPs (reduced over DDP ranks)."""
+    """Top-1, mean per-class accuracy, eval activation and GFLOPs (reduced over DDP ranks).
+
+    ``sparse=False`` runs the dense masked path, whose cost is the complete model's; the
+    reported GFLOPs follow the path that ran.
+    """
+    from dyt.models.dispatch import get_dyt_config
+
     model.eval()
+    packed = get_dyt_config(model).sparse_inference if sparse is None else sparse
+    num_classes = int(model.num_classes)
     correct = count = active_sum = flops_sum = 0.0
     token_slots = 0.0
-    class_hits = class_totals = torch.zeros(model.num_classes, dtype=torch.float64)
+    class_hits = class_totals = torch.zeros(num_classes, dtype=torch.float64)
     for images, targets in progress_bar(loader, enabled=progress, desc="eval", leave=False):
         images, targets = images.to(device), targets.to(device)
         views = 1
         if images.dim() == 6:  # video test views (B, V, 3, T, H, W): average logits over views
             batch, views = images.shape[:2]
-            logits, aux = forward_dyt(model, images.flatten(0, 1), sparse=sparse)
+            logits, aux = forward_dyt(model, images.flatten(0, 1), sparse=packed)
             logits = logits.view(batch, views, -1).mean(1)
         else:
-            logits, aux = forward_dyt(model, images, sparse=sparse)
+            logits, aux = forward_dyt(model, images, sparse=packed)
         hits = logits.argmax(-1) == targets
         correct += float(hits.sum())
         count += float(targets.numel())
-        class_totals = class_totals + targets.cpu().bincount(minlength=model.num_classes)
-        class_hits = class_hits + targets[hits].cpu().bincount(minlength=model.num_classes)
-        active = aux["token_select"].squeeze(-1).sum(-1)  # (B, L)
+        class_totals = class_totals + targets.cpu().bincount(minlength=num_classes)
+        class_hits = class_hits + targets[hits].cpu().bincount(minlength=num_classes)
+        active = aux["token_select"].squeeze(-1).sum(-1)
         active_sum += float(active.sum())
         token_slots += float(aux["token_select"].numel())
-        if isinstance(model, SwinTransformer):
-            flops = sum(swin_flops(model, row).total for row in aux["active_per_block"])
-        else:
-            flops = float(flops_from_masks(model, aux["token_select"]).sum())
-        flops_sum += flops / views
+        flops = _flops(model, aux["token_select"], aux["active_per_block"], packed)
+        flops_sum += sum(flops) / views
     reduced = _all_reduce_sum(
         [correct, count, active_sum, token_slots, flops_sum, *class_hits, *class_totals], device
     )
     correct, count, active_sum, token_slots, flops_sum = reduced[:5]
-    class_hits = torch.tensor(reduced[5 : 5 + model.num_classes])
-    class_totals = torch.tensor(reduced[5 + model.num_classes :])
+    class_hits = torch.tensor(reduced[5 : 5 + num_classes])
+    class_totals = torch.tensor(reduced[5 + num_classes :])
     if count == 0:
         raise ValueError("evaluation set is empty")
     present = class_totals > 0
@@ -163,6 +196,7 @@ def evaluate(
         gflops=flops_sum / count / 1e9,
         num_images=int(count),
         mean_class_accuracy=float((class_hits[present] / class_totals[present]).mean()),
+        path="packed" if packed else "dense",
     )
 
 
@@ -173,45 +207,9 @@ def _task_folder(cfg: TrainConfig) -> Path:
     return root / cfg.task
 
 
-def _loader(dataset: Dataset, batch: int, ctx: DistContext, shuffle: bool, workers: int, seed: int):
-    sampler = (
-        DistributedSampler(dataset, ctx.world_size, ctx.rank, shuffle=shuffle, seed=seed)
-        if ctx.is_distributed
-        else None
-    )
-    return DataLoader(
-        dataset,
-        batch_size=batch,
-        shuffle=shuffle and sampler is None,
-        sampler=sampler,
-        num_workers=workers,
-        drop_last=False,
-    )
-
-
-def train(
-    cfg: TrainConfig,
-    progress: bool | None = None,
-    train_set: Dataset | None = None,
-    eval_set: Dataset | None = None,
-    num_classes: int | None = None,
-) -> dict[str, object]:
-    """Train DyT with the full loss; returns the final metrics (written to ``output_dir``).
-
-    Datasets default to the VTAB-1K folder ``data_root/task``; pass ``train_set`` / ``eval_set``
-    (yielding ``(image (3, H, W), label)``) and ``num_classes`` to train on anything else.
-    """
-    ctx = init_distributed(cfg.device or None)
-    try:
-        return _train(cfg, ctx, progress, train_set, eval_set, num_classes)
-    finally:
-        cleanup_distributed()
-
-
-def _train(cfg, ctx, progress, train_set, eval_set, num_classes) -> dict[str, object]:
-    seed_everything(cfg.seed + ctx.rank)
-    output = Path(cfg.output_dir)
-    if train_set is None and cfg.num_frames > 0:
+def build_datasets(cfg: TrainConfig) -> tuple[Dataset, Dataset, int]:
+    """(train set, eval set, number of classes) from ``cfg``: VTAB-1K folders or clip lists."""
+    if cfg.num_frames > 0:
         from dyt.data.video import VideoClipDataset
 
         root = Path(cfg.data_root)
@@ -219,99 +217,133 @@ def _train(cfg, ctx, progress, train_set, eval_set, num_classes) -> dict[str, ob
                                      img_size=cfg.img_size, protocol=cfg.video_protocol)  # fmt: skip
         eval_set = VideoClipDataset(root / f"{cfg.eval_split}.txt", root, False, cfg.num_frames,
                                     img_size=cfg.img_size, protocol=cfg.video_protocol)  # fmt: skip
-        num_classes = num_classes or max(label for _, label in train_set.items) + 1
-    elif train_set is None:
-        folder = _task_folder(cfg)
-        train_set = VTABFolder(folder, cfg.train_split, image_transform(cfg.img_size, cfg.augment))
-        eval_set = VTABFolder(
-            folder, cfg.eval_split, image_transform(cfg.img_size, cfg.augment, train=False)
+        return train_set, eval_set, max(label for _, label in train_set.items) + 1
+    from dyt.data.vtab import VTABFolder, image_transform
+
+    folder = _task_folder(cfg)
+    train_set = VTABFolder(folder, cfg.train_split, image_transform(cfg.img_size, cfg.augment))
+    eval_set = VTABFolder(
+        folder, cfg.eval_split, image_transform(cfg.img_size, cfg.augment, train=False)
+    )
+    return train_set, eval_set, train_set.num_classes
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+class DyTTask(TrainTask):
+    """DyT fine-tuning of one task (paper Sec. 3-4) for ``papers_shared.trainer.Trainer``."""
+
+    name = "dyt"
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        train_set: Dataset | None = None,
+        eval_set: Dataset | None = None,
+        num_classes: int | None = None,
+    ) -> None:
+        if train_set is None:
+            train_set, built_eval, built_classes = build_datasets(cfg)
+            eval_set = eval_set if eval_set is not None else built_eval
+            num_classes = num_classes or built_classes
+        if num_classes is None:
+            raise ValueError("num_classes is required when passing datasets")
+        self.cfg = cfg
+        self.train_set = train_set
+        self.eval_set = eval_set if eval_set is not None else train_set
+        self.num_classes = num_classes
+        self.criterion = DyTLoss(cfg.dyt.rate, cfg.alpha)
+
+    def config_dict(self) -> dict[str, Any]:
+        # the epoch count is the trainer's (it may grow on resume)
+        return {k: v for k, v in self.cfg.to_dict().items() if k != "epochs"}
+
+    def build_model(self) -> nn.Module:
+        return StudentWithComplete(build_model(self.cfg, self.num_classes), self.cfg.use_complete)
+
+    def peak_lr(self) -> float:
+        """The paper's peak rate: absolute (VTAB) or base x global batch / 256."""
+        return self.cfg.lr * (self.cfg.batch_size / 256 if self.cfg.lr_is_base else 1.0)
+
+    def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        return torch.optim.AdamW(trainable, lr=self.peak_lr(), weight_decay=self.cfg.weight_decay)
+
+    def build_scheduler(
+        self, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int
+    ) -> torch.optim.lr_scheduler.LambdaLR:
+        if self.cfg.warmup_epochs > epochs:
+            raise ValueError(
+                f"warmup_epochs (--warmup-epochs {self.cfg.warmup_epochs}) exceeds the number of "
+                f"epochs (--epochs {epochs})"
+            )
+        total, warmup = epochs * steps_per_epoch, self.cfg.warmup_epochs * steps_per_epoch
+        peak = self.peak_lr()
+
+        def factor(step: int) -> float:
+            return cosine_lr(step, total, warmup, peak, self.cfg.min_lr) / peak
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+    def train_dataloader(self) -> DataLoader:
+        world, _ = _world()
+        if self.cfg.batch_size % world:
+            raise ValueError(
+                f"batch_size {self.cfg.batch_size} must divide by the number of processes {world}"
+            )
+        return DataLoader(
+            self.train_set,
+            batch_size=self.cfg.batch_size // world,
+            shuffle=True,
+            num_workers=self.cfg.num_workers,
         )
-        num_classes = num_classes or train_set.num_classes
-    if num_classes is None:
-        raise ValueError("num_classes is required when passing datasets")
-    if eval_set is None:
-        eval_set = train_set
-    if cfg.batch_size % ctx.world_size:
-        raise ValueError(f"batch_size {cfg.batch_size} must divide by world size {ctx.world_size}")
-    local_batch = cfg.batch_size // ctx.world_size
-    train_loader = _loader(train_set, local_batch, ctx, True, cfg.num_workers, cfg.seed)
-    eval_loader = _loader(eval_set, local_batch, ctx, False, cfg.num_workers, cfg.seed)
 
-    model = build_model(cfg, num_classes).to(ctx.device)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    peak_lr = cfg.lr * (cfg.batch_size / 256 if cfg.lr_is_base else 1.0)
-    optimizer = torch.optim.AdamW(trainable, lr=peak_lr, weight_decay=cfg.weight_decay)
-    criterion = DyTLoss(cfg.dyt.rate, cfg.alpha)
-    start_epoch = 0
-    checkpoint_path = output / CHECKPOINT_FILE
-    if cfg.resume and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=ctx.device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch = int(state["epoch"]) + 1
-        logger.info("resumed from %s at epoch %d", checkpoint_path, start_epoch)
-    runner = wrap_ddp(StudentWithComplete(model, cfg.use_complete), ctx)
+    def training_step(self, model: nn.Module, batch: Any, step: int) -> StepOutput:
+        images, targets = batch
+        logits, aux, complete = model(images)
+        losses = self.criterion(logits, targets, aux["token_select"], complete)
+        metrics = {k: v for k, v in losses.as_floats().items() if k != "total"}
+        return StepOutput(loss=losses.total, metrics=metrics)
 
-    steps_per_epoch = len(train_loader)
-    total_steps = cfg.epochs * steps_per_epoch
-    warmup_steps = cfg.warmup_epochs * steps_per_epoch
-    step = start_epoch * steps_per_epoch
-    history: list[dict[str, float]] = []
-    if ctx.is_main:
-        output.mkdir(parents=True, exist_ok=True)
-        cfg.save(output / "train_config.json")
-    final: dict[str, object] = {}
-    best_accuracy = -1.0
-    for epoch in range(start_epoch, cfg.epochs):
-        if isinstance(train_loader.sampler, DistributedSampler):
-            train_loader.sampler.set_epoch(epoch)
-        runner.train()
-        sums: dict[str, float] = {}
-        seen = 0
-        started = time.perf_counter()
-        for images, targets in progress_bar(
-            train_loader, enabled=progress and ctx.is_main, desc=f"epoch {epoch}", leave=False
-        ):
-            lr = cosine_lr(step, total_steps, warmup_steps, peak_lr, cfg.min_lr)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            images, targets = images.to(ctx.device), targets.to(ctx.device)
-            with autocast(ctx.device, enabled=cfg.mixed_precision):
-                logits, aux, complete = runner(images)
-            losses = criterion(logits, targets, aux["token_select"], complete)
-            optimizer.zero_grad(set_to_none=True)
-            losses.total.backward()
-            optimizer.step()
-            for key, value in losses.as_floats().items():
-                sums[key] = sums.get(key, 0.0) + value
-            seen += 1
-            step += 1
-            if cfg.max_steps and step >= cfg.max_steps:
-                break
-        record = {f"train_{k}": v / max(seen, 1) for k, v in sums.items()}
-        record.update(epoch=epoch, lr=lr, seconds=time.perf_counter() - started)
-        last_epoch = epoch == cfg.epochs - 1 or bool(cfg.max_steps and step >= cfg.max_steps)
-        if (epoch + 1) % cfg.eval_every == 0 or last_epoch:
-            result = evaluate(unwrap_model(runner).model, eval_loader, ctx.device, progress=False)
-            record.update(
-                eval_accuracy=result.accuracy,
-                eval_mean_class_accuracy=result.mean_class_accuracy,
-                eval_activation=result.activation,
-                eval_gflops=result.gflops,
-            )
-            best_accuracy = max(best_accuracy, result.accuracy)
-            record["best_eval_accuracy"] = best_accuracy
-        history.append(record)
-        if ctx.is_main:
-            with (output / "metrics.jsonl").open("a") as handle:
-                handle.write(json.dumps(record) + "\n")
-            torch.save(
-                {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch},
-                checkpoint_path,
-            )
-            save_adapter(model, output)
-        logger.info("epoch %d: %s", epoch, {k: round(v, 4) for k, v in record.items()})
-        final = record
-        if last_epoch:
-            break
-    return final
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        net = model.model if isinstance(model, StudentWithComplete) else model
+        world, rank = _world()
+        sampler = (
+            DistributedSampler(self.eval_set, world, rank, shuffle=False) if world > 1 else None
+        )
+        loader = DataLoader(
+            self.eval_set,
+            batch_size=max(1, self.cfg.batch_size // world),
+            sampler=sampler,
+            num_workers=self.cfg.num_workers,
+        )
+        device = next(net.parameters()).device
+        result = evaluate(net, loader, device)
+        return {
+            "eval_accuracy": result.accuracy,
+            "eval_mean_class_accuracy": result.mean_class_accuracy,
+            "eval_activation": result.activation,
+            "eval_gflops": result.gflops,
+        }
+
+
+def train(
+    cfg: TrainConfig,
+    trainer_config: TrainerConfig,
+    train_set: Dataset | None = None,
+    eval_set: Dataset | None = None,
+    num_classes: int | None = None,
+) -> TrainResult:
+    """Train DyT with the full objective on the shared trainer.
+
+    Datasets default to the VTAB-1K folder ``data_root/task`` (or clip lists for video); pass
+    ``train_set`` / ``eval_set`` (yielding ``(image (3, H, W), label)``) and ``num_classes`` to
+    train on anything else. ``trainer_config.epochs`` should equal ``cfg.epochs`` (the schedule
+    length is taken from the trainer).
+    """
+    task = DyTTask(cfg, train_set, eval_set, num_classes)
+    return Trainer(task, trainer_config).fit()
