@@ -122,7 +122,7 @@ class ClipPretrainTask(TrainTask):
             data, batch_size=self.settings.clip_batch_size, shuffle=True, drop_last=True
         )
 
-    def training_step(self, model: torch.nn.Module, batch: Any, step: int) -> StepOutput:
+    def training_step(self, model: Any, batch: Any, step: int) -> StepOutput:
         image = F.normalize(model.encode_image(batch["image"]), dim=-1)
         text = F.normalize(_encode_text(model, batch["ids"]), dim=-1)
         logits = model.logit_scale.exp().clamp(max=100) * image @ text.t()
@@ -132,7 +132,7 @@ class ClipPretrainTask(TrainTask):
         return StepOutput(loss, {"retrieval_acc": acc})
 
 
-def _encode_text(clip: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
+def _encode_text(clip: Any, ids: torch.Tensor) -> torch.Tensor:
     """The sentence embedding at word_len (first L positions, causal mask sliced), as ETRIS reads it."""
     from etris.models.towers import text_embed, text_outputs
 

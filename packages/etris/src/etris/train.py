@@ -94,7 +94,7 @@ class ETRISTask(TrainTask):
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
     def train_dataloader(self) -> DataLoader:
-        data = build_dataset(self.cfg, self.cfg.train_split, "train", self.seed)
+        data: Any = build_dataset(self.cfg, self.cfg.train_split, "train", self.seed)
         shapes = self.cfg.dataset == "shapes"
         return DataLoader(
             data,
@@ -116,9 +116,9 @@ class ETRISTask(TrainTask):
 
         if self._val is None:
             self._val = build_dataset(self.cfg, self.cfg.val_split, "eval", self.seed)
-        data: Dataset = self._val
+        data: Any = self._val
         if self.cfg.max_val_samples is not None:
-            n = min(self.cfg.max_val_samples, len(data))  # type: ignore[arg-type]
+            n = min(self.cfg.max_val_samples, len(data))
             data = torch.utils.data.Subset(data, range(n))
         loader = DataLoader(
             data,

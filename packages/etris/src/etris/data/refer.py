@@ -85,7 +85,9 @@ def decode_lmdb_value(raw: bytes) -> Any:
         return _DataUnpickler(io.BytesIO(raw)).load()
     except (pickle.UnpicklingError, EOFError, ValueError, IndexError) as pickle_err:
         try:
-            import pyarrow
+            import importlib
+
+            pyarrow: Any = importlib.import_module("pyarrow")  # optional, only for legacy files
         except ImportError:
             pyarrow = None
         deserialize = getattr(pyarrow, "deserialize", None) if pyarrow is not None else None

@@ -53,7 +53,7 @@ class ETRIS(nn.Module):
         super().__init__()
         config = config or ETRISConfig()
         self.config = config
-        self.backbone = create_clip(
+        self.backbone: Any = create_clip(
             config.clip_model, config.image_size, config.clip_config, config.pretrained
         )
         dims = tower_dims(self.backbone)
@@ -135,9 +135,7 @@ class ETRIS(nn.Module):
 
         backbone_total = count(self.backbone)
         backbone_trainable = count(self.backbone, trainable_only=True)
-        connect = (
-            0 if self.is_vit else count(self.backbone.visual.attnpool.connect)  # type: ignore[union-attr]
-        )
+        connect = 0 if self.is_vit else count(self.backbone.visual.attnpool.connect)
         image_tower = count(self.backbone.visual)
         return {
             "bridger": count(self.bridger),

@@ -151,7 +151,7 @@ def resize_vit_pos_embed(pos_embed: torch.Tensor, grid_size: int) -> torch.Tenso
     return torch.cat([cls_row, grid], dim=0)
 
 
-def load_clip_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+def load_clip_weights(model: Any, state: dict[str, torch.Tensor]) -> None:
     """Load CLIP weights into an open_clip ``CLIP`` (strict), resizing the ViT grid if needed."""
     state = {k: v for k, v in state.items() if k not in _OPENAI_EXTRA_KEYS}
     key = "visual.positional_embedding"
@@ -165,7 +165,7 @@ def load_clip_weights(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
     load_state_dict_checked(model, state, source="CLIP weights")
 
 
-def add_connect(attnpool: nn.Module) -> None:
+def add_connect(attnpool: Any) -> None:
     """Give open_clip's ``attnpool`` the dense pool's shortcut ``connect`` = Conv1x1 (no bias) + BN.
 
     It lives inside the (frozen) backbone, so its keys are ``visual.attnpool.connect.*`` as in
@@ -179,7 +179,7 @@ def add_connect(attnpool: nn.Module) -> None:
         )
 
 
-def dense_attention_pool(attnpool: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def dense_attention_pool(attnpool: Any, x: torch.Tensor) -> torch.Tensor:
     """CLIP's attention pool applied densely (every position is a query), plus ``connect``.
 
     Uses open_clip's ``attnpool`` weights (``q/k/v/c_proj``, ``positional_embedding``).
@@ -219,7 +219,7 @@ def dense_attention_pool(attnpool: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return F.relu(out + residual)
 
 
-def tower_dims(clip: nn.Module) -> dict[str, Any]:
+def tower_dims(clip: Any) -> dict[str, Any]:
     """Channel widths the Bridger and neck need: stage maps, text width, output dim, neck inputs."""
     visual = clip.visual
     text_width = clip.token_embedding.weight.shape[1]
@@ -244,7 +244,7 @@ def tower_dims(clip: nn.Module) -> dict[str, Any]:
     }
 
 
-def text_embed(clip: nn.Module, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def text_embed(clip: Any, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Token + position embedding and the causal mask sliced to L. ids: (B, L) -> (B, L, C), (L, L)."""
     length = ids.shape[1]
     x = clip.token_embedding(ids) + clip.positional_embedding[:length]
@@ -252,7 +252,7 @@ def text_embed(clip: nn.Module, ids: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 
 def text_outputs(
-    clip: nn.Module, x: torch.Tensor, ids: torch.Tensor
+    clip: Any, x: torch.Tensor, ids: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """words = ln_final(x): (B, L, C); state = words at argmax(ids) @ text_projection: (B, D_out)."""
     words = clip.ln_final(x)
@@ -262,7 +262,7 @@ def text_outputs(
     return words, state
 
 
-def vit_embed(visual: nn.Module, image: torch.Tensor) -> torch.Tensor:
+def vit_embed(visual: Any, image: torch.Tensor) -> torch.Tensor:
     """Patch + class + position embedding and ln_pre. image: (B, 3, H, W) -> (B, 1 + N, C)."""
     x = visual.conv1(image)
     grid = x.shape[-2:]
