@@ -19,6 +19,9 @@ How the file is run, as a user would run it for third-party models:
   modules whose models claim ``forward_intermediates`` support), so those tests run for them too;
 - tests parametrised over other model names, and tests with no model name, are deselected;
 - tests that download weights (``NETWORK_TESTS``) are deselected: nothing here uses the network;
+- model families whose output is a token sequence rather than a (B, C, H, W) map are appended to
+  the file's ``NON_STD_FILTERS`` (``NON_STD`` below), as timm does for its own ViTs: timm then
+  runs its non-standard config test on them instead of the spatial one;
 - ``SKIPS`` below is the one place that lists a test skipped for a specific model, with the reason.
 
 The sdist is fetched once (e.g. in a CI install step) with:
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import fnmatch
 import hashlib
 import importlib
 import importlib.util
@@ -53,7 +57,21 @@ from matrix import ROOT, members  # noqa: E402
 # (test function, model name) -> why that test cannot apply to that model by design. Each entry
 # must also be explained in the package README. Model names are architecture names, without a
 # pretrained tag.
-SKIPS: dict[tuple[str, str], str] = {}
+_FROZEN_BACKBONE = (
+    "every parameter must receive a gradient, but DyT freezes the pre-trained ViT by design "
+    "(the paper, Sec. 3: only adapters, token dispatchers and the head train); see "
+    "packages/dyt-tuning/README.md"
+)
+SKIPS: dict[tuple[str, str], str] = {
+    (test, model): _FROZEN_BACKBONE
+    for test in ("test_model_backward", "test_model_backward_fx")
+    for model in ("dyt_vit_test", "dyt_vit_base_patch16_224", "dyt_vit_large_patch16_224")
+}
+
+# Name patterns appended to the file's NON_STD_FILTERS, with the reason.
+NON_STD: dict[str, str] = {
+    "dyt_vit_*": "ViT: forward_features returns tokens (B, N, C), as timm's own vit_* models",
+}
 
 # Tests that fetch pretrained weights or test images from the Hugging Face Hub.
 NETWORK_TESTS = {
@@ -67,8 +85,8 @@ TEST_FILE = "tests/test_models.py"
 CONFTEST = '''\
 """Written by tools/timm_conformance.py: selects our models, records one result per test."""
 
-import fnmatch
 import importlib
+import importlib.util
 import json
 import os
 import re
@@ -81,6 +99,8 @@ _ERROR = re.compile(r"^[A-Za-z_.]*(Error|Exception|Failure)\\b")
 _CFG = json.loads(open(os.environ["PAPERS_TIMM_CONFORMANCE_CONFIG"]).read())
 for _name in _CFG["imports"]:
     importlib.import_module(_name)
+    if importlib.util.find_spec(_name + ".models") is not None:
+        importlib.import_module(_name + ".models")
 _OURS = set(_CFG["models"])
 _SKIPS = {(t, m): r for t, m, r in _CFG["skips"]}
 _NETWORK = _CFG["network_tests"]
@@ -211,22 +231,27 @@ def extract_test_file(sdist: Path, version: str, dest: Path) -> Path:
     return out
 
 
-def add_feat_inter_modules(test_file: Path, modules: list[str]) -> None:
-    """Append our modules to FEAT_INTER_FILTERS right after the file defines that list."""
+def append_to_list(test_file: Path, variable: str, items: list[str], note: str) -> None:
+    """Append ``items`` to the module-level list ``variable`` right after the file defines it."""
     text = test_file.read_text()
-    tree = ast.parse(text)
     end = None
-    for node in tree.body:
+    for node in ast.parse(text).body:
         if isinstance(node, ast.Assign) and any(
-            isinstance(t, ast.Name) and t.id == "FEAT_INTER_FILTERS" for t in node.targets
+            isinstance(t, ast.Name) and t.id == variable for t in node.targets
         ):
             end = node.end_lineno
     if end is None:
-        raise SystemExit(f"{test_file} no longer defines FEAT_INTER_FILTERS; update this tool")
+        raise SystemExit(f"{test_file} no longer defines {variable}; update this tool")
     lines = text.splitlines(keepends=True)
-    added = f"FEAT_INTER_FILTERS = FEAT_INTER_FILTERS + {modules!r}  # papers workspace modules\n"
-    lines.insert(end, added)
+    lines.insert(end, f"{variable} = {variable} + {items!r}  # {note}\n")
     test_file.write_text("".join(lines))
+
+
+def import_package(name: str) -> None:
+    """Import a package and, when it has one, its ``models`` module (where timm names register)."""
+    importlib.import_module(name)
+    if importlib.util.find_spec(f"{name}.models") is not None:
+        importlib.import_module(f"{name}.models")
 
 
 def our_models(import_names: list[str]) -> dict[str, str]:
@@ -235,7 +260,12 @@ def our_models(import_names: list[str]) -> dict[str, str]:
         if importlib.util.find_spec(name) is None:
             print(f"warning: workspace package {name!r} is not installed (run `uv sync`)")
             continue
-        importlib.import_module(name)
+        try:
+            import_package(name)
+        except Exception as err:  # a broken package must fail the run, with one clear line
+            raise SystemExit(
+                f"error: importing {name} failed: {type(err).__name__}: {err}"
+            ) from err
     from timm.models import _registry
 
     roots = set(import_names)
@@ -363,7 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     test_file = extract_test_file(sdist, version, work)
     modules = sorted(set(models.values()))
-    add_feat_inter_modules(test_file, modules)
+    append_to_list(test_file, "FEAT_INTER_FILTERS", modules, "papers workspace modules")
+    if NON_STD:
+        append_to_list(test_file, "NON_STD_FILTERS", sorted(NON_STD), "papers workspace models")
     (work / "conftest.py").write_text(CONFTEST)
     (work / "pytest.ini").write_text(PYTEST_INI)
     results_path, collected_path = work / "results.jsonl", work / "collected.json"
@@ -387,9 +419,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"timm {version}: {TEST_FILE} from {sdist}")
     print(f"models ({len(models)}): {', '.join(models)}")
     print(f"modules added to FEAT_INTER_FILTERS: {', '.join(modules)}")
+    for pattern, reason in NON_STD.items():
+        print(f"added to NON_STD_FILTERS: {pattern} ({reason})")
     unknown = sorted({m for _, m in SKIPS if m not in models})
+    unknown += [p for p in NON_STD if not fnmatch.filter(models, p)]
     if unknown:
-        print(f"SKIPS names models that are not registered: {unknown}")
+        print(f"SKIPS / NON_STD name models that are not registered: {unknown}")
         return 1
     start = time.perf_counter()
     cmd = [sys.executable, "-m", "pytest", "test_models.py", "-q", "-rfE", "-p", "no:randomly"]
@@ -405,6 +440,10 @@ def main(argv: list[str] | None = None) -> int:
     results = [json.loads(line) for line in results_path.read_text().splitlines() if line]
     table, summary = summarize(results, collected, list(models))
     print(table)
+    applied = {(test, arch) for _, test, arch in collected}
+    unused = sorted(k for k in SKIPS if k not in applied)
+    if unused:
+        print(f"note: SKIPS entries that matched no collected test: {unused}")
     print(f"({elapsed:.0f} s)")
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
