@@ -1,15 +1,27 @@
-"""GroupMixFormer (Group-Mix Attention) as released: timm models, mmseg backbone, trainer."""
+"""GroupMixFormer (Group-Mix Attention) as released: timm models, mmseg backbone, trainer.
+
+``import groupmixformer`` is cheap (no torch): the model names below load on first use.
+Importing ``groupmixformer.models`` (which any of those names does) registers the timm models
+``groupmixformer_{miny,tiny,small,base,large}``.
+"""
 
 from __future__ import annotations
 
-import importlib.util
-import logging
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from groupmixformer._version import __version__
-from groupmixformer.checkpoint import checkpoint_filter_fn, load_checkpoint, save_checkpoint
 from groupmixformer.config import EXPECTED, PUBLISHED, VARIANTS, GroupMixFormerConfig, get_config
-from groupmixformer.models import GroupMixFormer, create_groupmixformer
-from groupmixformer.models.groupmixformer import GroupMixAttention, factorized_attention
+
+if TYPE_CHECKING:
+    from groupmixformer.convert import load_checkpoint, save_checkpoint
+    from groupmixformer.models import (
+        GroupMixAttention,
+        GroupMixFormer,
+        checkpoint_filter_fn,
+        create_groupmixformer,
+        factorized_attention,
+    )
 
 __all__ = [
     "__version__",
@@ -27,21 +39,26 @@ __all__ = [
     "save_checkpoint",
 ]
 
-logger = logging.getLogger(__name__)
+_LAZY = {
+    "GroupMixFormer": "groupmixformer.models",
+    "GroupMixAttention": "groupmixformer.models",
+    "checkpoint_filter_fn": "groupmixformer.models",
+    "create_groupmixformer": "groupmixformer.models",
+    "factorized_attention": "groupmixformer.models",
+    "load_checkpoint": "groupmixformer.convert",
+    "save_checkpoint": "groupmixformer.convert",
+}
 
 
-def _register_integrations() -> None:
-    """Register with timm (and mmseg when installed); the core model works without either."""
-    try:
-        import groupmixformer.timm_models  # noqa: F401
-    except ImportError as err:  # timm or its torchvision import is unavailable
-        logger.debug("timm registration skipped: %s", err)
-    if importlib.util.find_spec("mmseg") is None:
-        return
-    try:
-        import groupmixformer.mmseg_backbone  # noqa: F401
-    except (ImportError, OSError) as err:  # e.g. mmcv without its compiled ops
-        logger.debug("mmseg registration skipped: %s", err)
+def __getattr__(name: str) -> Any:
+    """Import torch-heavy names on first use, so that ``groupmixformer --help`` stays fast."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'groupmixformer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
-_register_integrations()
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

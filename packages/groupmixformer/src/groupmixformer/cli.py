@@ -1,4 +1,7 @@
-"""``groupmixformer info | demo | train | eval``."""
+"""``groupmixformer info | demo | train | eval``: the only module that parses arguments or prints.
+
+Heavy modules (torch, timm) are imported inside the handlers, so ``--help`` answers at once.
+"""
 
 from __future__ import annotations
 
@@ -7,62 +10,84 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from groupmixformer.config import RELEASE_EPOCHS, TrainConfig
 from groupmixformer.plugin import METHOD
-from papers_shared.cli_utils import build_package_parser, parse_and_run
+from papers_shared.cli_utils import (
+    add_command,
+    add_run_flags,
+    add_trainer_flags,
+    build_package_parser,
+    config_from_args,
+    parse_and_run,
+    trainer_config_from_args,
+)
 
 __all__ = ["build_parser", "main"]
 
+TRUST_HELP = (
+    "unpickle the whole file, running code stored in it; only for files from a source you trust"
+)
 
-def _examples(*lines: str) -> str:
-    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+# argparse dest -> TrainConfig field (flags that differ from the field name)
+_TRAIN_FLAGS = {
+    "data_dir": "data_dir",
+    "model": "model",
+    "model_overrides": "model_overrides",
+    "drop_path_rate": "drop_path_rate",
+    "batch_size": "batch_size",
+    "lr": "base_lr",
+    "warmup_epochs": "warmup_epochs",
+    "img_size": "img_size",
+    "workers": "workers",
+    "mixup": "mixup",
+    "cutmix": "cutmix",
+}
+
+
+def _json_object(text: str) -> dict:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
 
 
 def _train(args: argparse.Namespace) -> int:
-    from groupmixformer.train import TrainConfig, train
+    from groupmixformer.train import GroupMixFormerTask
+    from papers_shared.trainer import Trainer
 
-    config = TrainConfig(
-        data_dir=args.data_dir,
-        output_dir=args.output_dir,
-        model=args.model,
-        model_kwargs=json.loads(args.model_kwargs),
-        drop_path_rate=args.drop_path_rate,
-        epochs=args.epochs,
-        warmup_epochs=args.warmup_epochs,
-        batch_size=args.batch_size,
-        base_lr=args.lr,
-        img_size=args.img_size,
-        workers=args.workers,
-        seed=args.seed,
-        max_steps_per_epoch=args.max_steps_per_epoch,
-        resume=args.resume,
-        device=args.device,
-        mixup=0.0 if args.no_mixup else 0.8,
-        cutmix=0.0 if args.no_mixup else 1.0,
-    )
-    result = train(config)
-    if result["history"]:
-        last = result["history"][-1]
+    config = config_from_args(TrainConfig, args, flags=_TRAIN_FLAGS)
+    trainer_config = trainer_config_from_args(args)
+    config.resolved_warmup_epochs(trainer_config.epochs)  # refuse a bad pair before any work
+    result = Trainer(GroupMixFormerTask(config), trainer_config).fit()
+    if result.nothing_to_do:
+        print(f"nothing to do: every epoch of {result.run_dir} is already trained")
+        return 0
+    last = result.history[-1]
+    if args.json:
+        print(json.dumps({"run_dir": str(result.run_dir), **last}, default=str))
+    else:
         print(
-            json.dumps(last)
-            if args.json
-            else f"epoch {last['epoch']}: val top-1 {last['val_top1']:.2f}  "
-            f"top-5 {last['val_top5']:.2f}  train loss {last['train_loss']:.4f}"
+            f"epoch {last['epoch']}: val top-1 {last['val_top1']:.2f}  "
+            f"top-5 {last['val_top5']:.2f}  train loss {last['train_loss']:.4f}  "
+            f"({result.run_dir})"
         )
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from groupmixformer.train import evaluate_checkpoint
+    from groupmixformer.evaluate import evaluate_checkpoint
 
     scores = evaluate_checkpoint(
         args.checkpoint,
         args.val_dir,
         model=args.model,
-        model_kwargs=json.loads(args.model_kwargs),
+        model_overrides=args.model_overrides,
         img_size=args.img_size,
         batch_size=args.batch_size,
         workers=args.workers,
         device=args.device,
+        progress=args.progress,
+        trust_checkpoint=args.trust_checkpoint,
     )
     if args.json:
         print(json.dumps(scores))
@@ -74,6 +99,18 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_model_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model", default="small", help="released variant: miny | tiny | small | base | large"
+    )
+    parser.add_argument(
+        "--model-overrides",
+        type=_json_object,
+        default={},
+        help="JSON object of architecture fields to change, e.g. '{\"depths\": [1, 1, 1, 1]}'",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser, sub = build_package_parser(
         METHOD,
@@ -81,54 +118,67 @@ def build_parser() -> argparse.ArgumentParser:
         ["groupmixformer info", "groupmixformer demo --quick"],
     )
 
-    train = sub.add_parser(
+    train = add_command(
+        sub,
         "train",
-        help="train on an ImageFolder (<data-dir>/train, <data-dir>/val) with the release's recipe",
-        epilog=_examples(
-            "groupmixformer train --data-dir /data/imagenet --model small",
+        help="train on ImageFolders <data-dir>/train and <data-dir>/val with the release's recipe",
+        examples=[
+            "groupmixformer train --data-dir /data/imagenet --model small --output-dir runs/s",
             "torchrun --nproc_per_node=8 -m groupmixformer train --data-dir /data/imagenet "
-            "--model base",
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+            "--model base --output-dir runs/b --resume",
+        ],
     )
-    train.add_argument("--data-dir", type=Path, required=True)
-    train.add_argument("--output-dir", type=Path, default=Path("runs/groupmixformer/train"))
-    train.add_argument("--model", default="small", help="miny | tiny | small | base | large")
-    train.add_argument("--model-kwargs", default="{}", help="JSON config overrides")
-    train.add_argument("--drop-path-rate", type=float, default=None)
-    train.add_argument("--epochs", type=int, default=300)
-    train.add_argument("--warmup-epochs", type=int, default=20)
-    train.add_argument("--batch-size", type=int, default=64, help="per process")
-    train.add_argument("--lr", type=float, default=5e-4, help="base lr per 512 images")
-    train.add_argument("--img-size", type=int, default=224)
-    train.add_argument("--workers", type=int, default=4)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--max-steps-per-epoch", type=int, default=None)
-    train.add_argument("--no-mixup", action="store_true", help="plain label-smoothed CE")
-    train.add_argument("--resume", type=Path, default=None)
-    train.add_argument("--device", default=None)
-    train.add_argument("--json", action="store_true")
+    train.add_argument("--data-dir", type=Path, default=None, help="holds train/ and val/")
+    _add_model_flags(train)
+    train.add_argument(
+        "--drop-path-rate", type=float, default=None, help="stochastic depth (unset: the variant's)"
+    )
+    train.add_argument("--batch-size", type=int, default=64, help="images per process and step")
+    train.add_argument("--lr", type=float, default=5e-4, help="base learning rate per 512 images")
+    train.add_argument(
+        "--warmup-epochs",
+        type=int,
+        default=None,
+        help="linear warmup; unset: the release's 20 of 300 epochs scaled to --epochs",
+    )
+    train.add_argument("--img-size", type=int, default=224, help="training crop size")
+    train.add_argument("--workers", type=int, default=4, help="DataLoader worker processes")
+    train.add_argument("--mixup", type=float, default=0.8, help="Mixup alpha (0: off)")
+    train.add_argument("--cutmix", type=float, default=1.0, help="CutMix alpha (0: off)")
+    add_run_flags(train, output_dir_default="runs/groupmixformer/train")
+    add_trainer_flags(train, epochs=RELEASE_EPOCHS, clip_grad_norm=5.0)
     train.set_defaults(handler=_train)
 
-    evaluate = sub.add_parser(
+    evaluate = add_command(
+        sub,
         "eval",
-        help="top-1/top-5 of a checkpoint on an ImageFolder val set (eval transform)",
-        epilog=_examples(
+        help="top-1/top-5 of a released checkpoint or a training run on an ImageFolder",
+        examples=[
             "groupmixformer eval --checkpoint groupmixformer_small.pth --val-dir /data/imagenet/val",
-            "groupmixformer eval --checkpoint runs/groupmixformer/train/checkpoint.pth "
-            "--val-dir val --model miny --json",
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+            "groupmixformer eval --checkpoint runs/groupmixformer/train --val-dir val --json",
+        ],
     )
-    evaluate.add_argument("--checkpoint", type=Path, required=True)
-    evaluate.add_argument("--val-dir", type=Path, required=True)
-    evaluate.add_argument("--model", default="small")
-    evaluate.add_argument("--model-kwargs", default="{}", help="JSON config overrides")
-    evaluate.add_argument("--img-size", type=int, default=224)
-    evaluate.add_argument("--batch-size", type=int, default=64)
-    evaluate.add_argument("--workers", type=int, default=4)
-    evaluate.add_argument("--device", default=None)
-    evaluate.add_argument("--json", action="store_true")
+    evaluate.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        help="a released .pth file, or a run folder written by `groupmixformer train`",
+    )
+    evaluate.add_argument(
+        "--val-dir", type=Path, required=True, help="ImageFolder: <val-dir>/<class>/<images>"
+    )
+    _add_model_flags(evaluate)
+    evaluate.add_argument("--img-size", type=int, default=224, help="center-crop size")
+    evaluate.add_argument("--batch-size", type=int, default=64, help="images per batch")
+    evaluate.add_argument("--workers", type=int, default=4, help="DataLoader worker processes")
+    evaluate.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    evaluate.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
+    evaluate.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (unset: only when stderr is a terminal)",
+    )
     evaluate.set_defaults(handler=_eval)
     return parser
 

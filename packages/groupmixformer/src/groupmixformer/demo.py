@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from groupmixformer.counting import model_flops
+from groupmixformer.info import model_flops
 from groupmixformer.models import GroupMixFormer
 from papers_shared.counting import count_flops, count_parameters
 from papers_shared.data import load_digits
@@ -151,7 +151,7 @@ def demo(
         for name, model in _build_models().items():
             if name not in sizes:
                 flops = (
-                    model_flops(model, IMAGE_SIZE).matmul_conv
+                    model_flops(model, IMAGE_SIZE)
                     if isinstance(model, GroupMixFormer)
                     else count_flops(model, torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE)).total
                 )

@@ -18,14 +18,28 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from contextlib import nullcontext
+from typing import Any, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.layers.drop import DropPath
+from timm.layers.weight_init import trunc_normal_
+from timm.models import (
+    build_model_with_cfg,
+    generate_default_cfgs,
+    register_model,
+    register_notrace_function,
+    register_notrace_module,
+)
+from timm.models._features import feature_take_indices
 from torch import nn
+from torch._jit_internal import is_scripting  # torch.jit.is_scripting, for type checkers
 from torch.utils.checkpoint import checkpoint
 
-from groupmixformer.config import GroupMixFormerConfig
+from groupmixformer.config import GroupMixFormerConfig, get_config
+from papers_shared.checkpoint import unwrap_state_dict
 
 __all__ = [
     "SeparableConv2d",
@@ -38,7 +52,7 @@ __all__ = [
     "GMABlock",
     "GMAStage",
     "GroupMixFormer",
-    "DropPath",
+    "checkpoint_filter_fn",
     "factorized_attention",
 ]
 
@@ -50,9 +64,7 @@ CRPE_WINDOWS = ((3, 2), (5, 3), (7, 3))  # (kernel, heads) of the conv relative 
 
 def tokens_to_image(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """(B, N, C) tokens -> (B, C, H, W) image, a channels-last view when ``x`` is contiguous."""
-    batch, num_tokens, channels = x.shape
-    if num_tokens != height * width:
-        raise ValueError(f"expected {height}x{width}={height * width} tokens, got {num_tokens}")
+    batch, _, channels = x.shape
     return x.reshape(batch, height, width, channels).permute(0, 3, 1, 2)
 
 
@@ -62,7 +74,7 @@ def image_to_tokens(x: torch.Tensor) -> torch.Tensor:
     return x.permute(0, 2, 3, 1).reshape(batch, height * width, channels)
 
 
-def _depthwise_channels_last(x: torch.Tensor, conv: nn.Conv2d | torch.Tensor) -> torch.Tensor:
+def _depthwise_channels_last(x: torch.Tensor, conv: nn.Module | torch.Tensor) -> torch.Tensor:
     """Depthwise conv (padding k//2) of a (B, C, H, W) image in the channels-last layout.
 
     oneDNN's channels-last depthwise kernels are several times faster on CPU than its NCHW ones
@@ -70,15 +82,18 @@ def _depthwise_channels_last(x: torch.Tensor, conv: nn.Conv2d | torch.Tensor) ->
     ``conv`` is a Conv2d module or a bias-free (C, 1, k, k) weight. Returns a channels-last image.
     """
     x = x.contiguous(memory_format=torch.channels_last)
-    if isinstance(conv, nn.Conv2d):
-        return conv(x)
-    return F.conv2d(x, conv, padding=conv.shape[-1] // 2, groups=conv.shape[0])
+    if isinstance(conv, torch.Tensor):
+        return F.conv2d(x, conv, padding=conv.shape[-1] // 2, groups=conv.shape[0])
+    return conv(x)
 
 
 def _fold_batchnorm(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     """Eval-mode BN as y = scale * x + shift; returns (scale, shift), each (C,)."""
-    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-    return scale, bn.bias - bn.running_mean * scale
+    mean, var = bn.running_mean, bn.running_var
+    if mean is None or var is None:
+        raise ValueError("a BatchNorm without running statistics cannot be folded")
+    scale = bn.weight * torch.rsqrt(var + bn.eps)
+    return scale, bn.bias - mean * scale
 
 
 def factorized_attention(
@@ -91,24 +106,6 @@ def factorized_attention(
     """
     context = k.softmax(dim=2).transpose(-1, -2) @ v  # (B, h, d, d)
     return scale * (q @ context)
-
-
-class DropPath(nn.Module):
-    """Stochastic depth per sample (identity in eval); each call draws a new mask."""
-
-    def __init__(self, drop_prob: float = 0.0) -> None:
-        super().__init__()
-        self.drop_prob = drop_prob
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.drop_prob == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.drop_prob
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-        return x * mask.div_(keep)
-
-    def extra_repr(self) -> str:
-        return f"drop_prob={self.drop_prob:.3f}"
 
 
 class Mlp(nn.Module):
@@ -297,10 +294,11 @@ class ConvRelPosEnc(nn.Module):
         """q, v: (B, h, N, d) -> q * conv(v): (B, h, N, d)."""
         batch, heads, num_tokens, head_dim = v.shape
         image = v.permute(0, 1, 3, 2).reshape(batch, heads * head_dim, *size)
-        convolved = torch.cat(
-            [conv(part) for conv, part in zip(self.conv_list, image.split(self.channel_splits, 1))],
-            dim=1,
-        )
+        parts = image.split(self.channel_splits, dim=1)
+        convolved_parts: list[torch.Tensor] = []
+        for i, conv in enumerate(self.conv_list):
+            convolved_parts.append(conv(parts[i]))
+        convolved = torch.cat(convolved_parts, dim=1)
         convolved = convolved.reshape(batch, heads, head_dim, num_tokens).transpose(2, 3)
         return q * convolved
 
@@ -336,7 +334,6 @@ class GroupMixAttention(nn.Module):
         self.seg_dim = dim // NUM_SEGMENTS
         self.head_dim = 4 * self.seg_dim // num_heads
         self.use_fused_eval = True
-        self._fused_cache: tuple[tuple, FusedAttentionWeights] | None = None
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.attn_drop = nn.Dropout(0.0)  # exists in the release, never applied
         self.proj = nn.Linear(dim, dim)
@@ -346,11 +343,16 @@ class GroupMixAttention(nn.Module):
 
     def uses_fused_path(self) -> bool:
         """The fused path runs in eval mode with gradients off (it writes into buffers in place)."""
-        return self.use_fused_eval and not self.training and not torch.is_grad_enabled()
+        return (
+            self.use_fused_eval
+            and not self.training
+            and not torch.is_grad_enabled()
+            and self.aggregator.norm0.running_var is not None  # BN statistics to fold
+        )
 
     def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """x: (B, N, C) -> (B, N, C)."""
-        if self.uses_fused_path():
+        if not is_scripting() and self.uses_fused_path():
             return self.forward_fused(x, size)
         return self.forward_reference(x, size)
 
@@ -373,19 +375,10 @@ class GroupMixAttention(nn.Module):
         out = self._attend(mixed[0], mixed[1], mixed[2], size)
         return self.proj_drop(self.proj(torch.cat([out, local], dim=-1)))
 
+    @torch.jit.unused
     def _fused_params(self) -> FusedAttentionWeights:
-        """Fused weights, cached while no parameter or buffer changes (called with grad off)."""
-        sources = [
-            *self.qkv.parameters(),
-            *self.aggregator.parameters(),
-            *self.aggregator.buffers(),
-        ]
-        # inference tensors (a model built under inference_mode) have no version counter
-        cacheable = not any(t.is_inference() for t in sources)
-        key = tuple((t.data_ptr(), t._version, t.dtype) for t in sources) if cacheable else ()
-        cached = self._fused_cache
-        if cacheable and cached is not None and cached[0] == key:
-            return cached[1]
+        """Fused weights, folded from the current parameters and buffers on every call (a few
+        small ops on the weights; nothing is cached, so in-place weight updates are always seen)."""
         seg, dim = self.seg_dim, self.dim
         aggregator = self.aggregator.fused_weights()
         # rows of segment s: [q_s; k_s; v_s], (3c, C)
@@ -405,9 +398,9 @@ class GroupMixAttention(nn.Module):
             qkv_biases=tuple(biases[1:]),
             aggregator=aggregator,
         )
-        self._fused_cache = (key, params) if cacheable else None
         return params
 
+    @torch.jit.unused
     def forward_fused(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Inference-only path (no autograd): BNs folded, q, k, v batched per branch; the same
         result as the reference.
@@ -471,6 +464,10 @@ class GroupMixAttention(nn.Module):
         return self.proj(merged)
 
 
+# torch.fx: a leaf module (its inference path writes into buffers in place)
+register_notrace_module(GroupMixAttention)
+
+
 class GMABlock(nn.Module):
     """CPE, then x + DropPath(GMA(LN(x))), then x + DropPath(MLP(LN(x)))."""
 
@@ -481,6 +478,7 @@ class GMABlock(nn.Module):
         self.cpe = ConvPosEnc(dim)
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
         self.att = GroupMixAttention(dim, num_heads, qkv_bias)
+        # one module for both residual branches, as released; each call draws its own mask
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
@@ -511,19 +509,34 @@ class GMAStage(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """x: (B, N, C) -> (B, N, C). The blocks need the grid size besides the tokens, so
+        timm's single-input ``checkpoint_seq`` does not apply: each block is checkpointed."""
         for block in self.gma_stage:
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(block, x, size, use_reentrant=False)
+            if self.grad_checkpointing and not is_scripting():
+                x = cast(torch.Tensor, checkpoint(block, x, size, use_reentrant=False))
             else:
                 x = block(x, size)
         return x
 
 
+def check_image_input(x: torch.Tensor, in_chans: int) -> None:
+    if x.dim() != 4 or x.shape[1] != in_chans:
+        raise ValueError(
+            "expected images (B, " + str(in_chans) + ", H, W), got shape " + str(list(x.shape))
+        )
+
+
+# torch.fx: a call in the graph, run on real tensors (fx wraps only names without a leading _)
+register_notrace_function(check_image_input)
+
+
 class GroupMixFormer(nn.Module):
     """GroupMixFormer classifier / backbone (strides 4, 8, 16, 32; channels ``embed_dims``).
 
-    Args mirror :class:`~groupmixformer.config.GroupMixFormerConfig`. ``backbone_only`` drops
-    ``norm4`` and ``head`` (the release's ``return_interm_layers`` mode for dense prediction).
+    Args mirror :class:`~groupmixformer.config.GroupMixFormerConfig`; ``global_pool`` is
+    ``"avg"`` (the release's mean over the map) or ``""`` (no pooling: ``forward`` returns the
+    ``norm4``-normalised map). ``backbone_only`` drops ``norm4`` and ``head`` (the release's
+    ``return_interm_layers`` mode for dense prediction).
     Input sizes: any size the convs accept; multiples of 32 are the supported ones (the released
     code only runs where ceil(ceil(H/2)/2) is divisible by 8).
     """
@@ -540,16 +553,18 @@ class GroupMixFormer(nn.Module):
         num_classes: int = 1000,
         global_pool: str = "avg",
         backbone_only: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        if global_pool != "avg":
+        if global_pool not in ("avg", ""):
             raise ValueError(
-                f"global_pool must be 'avg' (the release's mean pooling), got {global_pool!r}"
+                f"global_pool must be 'avg' (the release's mean) or '' (none), got {global_pool!r}"
             )
         self.config = GroupMixFormerConfig(
-            embed_dims=tuple(embed_dims),  # type: ignore[arg-type]
-            depths=tuple(depths),  # type: ignore[arg-type]
-            mlp_ratios=tuple(mlp_ratios),  # type: ignore[arg-type]
+            embed_dims=tuple(embed_dims),
+            depths=tuple(depths),
+            mlp_ratios=tuple(float(r) for r in mlp_ratios),
             num_heads=num_heads,
             qkv_bias=qkv_bias,
             drop_path_rate=drop_path_rate,
@@ -565,13 +580,29 @@ class GroupMixFormer(nn.Module):
         self.num_features = self.head_hidden_size = dims[-1]
         self.grad_checkpointing = False
         self.use_fused_eval = True
+        # timm's factory arguments: build on ``device``, then cast to ``dtype``
+        with torch.device(device) if device is not None else nullcontext():
+            self._build(dims, num_heads, qkv_bias, drop_path_rate, in_chans, num_classes)
+        if dtype is not None:
+            self.to(dtype)
+
+    def _build(
+        self,
+        dims: tuple[int, ...],
+        num_heads: int,
+        qkv_bias: bool,
+        drop_path_rate: float,
+        in_chans: int,
+        num_classes: int,
+    ) -> None:
+        num_stages = len(dims)
         self.conv_stem = ConvStem(in_chans, dims[0])
         self.patch_embed_layers = nn.ModuleList(
             PatchEmbedLayer(dims[max(i - 1, 0)], dims[i], stride=1 if i == 0 else 2)
-            for i in range(4)
+            for i in range(num_stages)
         )
         rates = torch.linspace(0, drop_path_rate, sum(self.config.depths), device="cpu").tolist()
-        starts = [sum(self.config.depths[:i]) for i in range(4)]
+        starts = [sum(self.config.depths[:i]) for i in range(num_stages)]
         self.groupmixformer_backbone = nn.ModuleList(
             GMAStage(
                 dims[i],
@@ -581,15 +612,18 @@ class GroupMixFormer(nn.Module):
                 qkv_bias,
                 rates[starts[i] : starts[i] + self.config.depths[i]],
             )
-            for i in range(4)
+            for i in range(num_stages)
         )
         self.feature_info = [
             {"num_chs": dims[i], "reduction": 4 * 2**i, "module": f"groupmixformer_backbone.{i}"}
-            for i in range(4)
+            for i in range(num_stages)
         ]
-        if not backbone_only:
-            self.norm4 = nn.BatchNorm2d(dims[-1])
-            self.head = nn.Linear(dims[-1], num_classes) if num_classes > 0 else nn.Identity()
+        self.norm4: nn.Module = nn.Identity() if self.backbone_only else nn.BatchNorm2d(dims[-1])
+        self.head: nn.Module = (
+            nn.Linear(dims[-1], num_classes)
+            if num_classes > 0 and not self.backbone_only
+            else nn.Identity()
+        )
         self.apply(self._init_weights)
 
     @classmethod
@@ -599,7 +633,7 @@ class GroupMixFormer(nn.Module):
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
-            nn.init.trunc_normal_(module.weight, std=0.02, a=-2.0, b=2.0)
+            trunc_normal_(module.weight, std=0.02)  # cut at +-2 (absolute), as timm
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.LayerNorm):
@@ -608,12 +642,12 @@ class GroupMixFormer(nn.Module):
 
     # -- timm model surface ------------------------------------------------------------------
 
-    @torch.jit.ignore
+    @torch.jit.ignore()
     def no_weight_decay(self) -> set[str]:
         """Nothing by name: the optimizer skips decay for 1-D parameters and biases."""
         return set()
 
-    @torch.jit.ignore
+    @torch.jit.ignore()
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
         return {
             "stem": r"^conv_stem|^patch_embed_layers\.0\.",
@@ -626,12 +660,14 @@ class GroupMixFormer(nn.Module):
             ],
         }
 
-    @torch.jit.ignore
+    @torch.jit.ignore()
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
-        for stage in self.groupmixformer_backbone:
-            stage.grad_checkpointing = enable
+        for module in self.modules():
+            if isinstance(module, GMAStage):
+                module.grad_checkpointing = enable
 
+    @torch.jit.ignore()
     def set_fused_eval(self, enable: bool = True) -> None:
         """Use the fused attention path for inference (eval mode, gradients off; the default) or
         always the release's op order. The fused path also runs the stem channels-last."""
@@ -640,108 +676,216 @@ class GroupMixFormer(nn.Module):
             if isinstance(module, GroupMixAttention):
                 module.use_fused_eval = enable
 
-    @torch.jit.ignore
+    @torch.jit.ignore()
     def get_classifier(self) -> nn.Module:
         return self.head
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """Replace the head with a freshly initialised one (``num_classes=0``: identity)."""
+        """Replace the head with a freshly initialised one (``num_classes=0``: identity).
+
+        ``global_pool``: None keeps the current pooling, ``"avg"`` pools, ``""`` removes the
+        pooling (``forward`` then returns the ``norm4``-normalised map).
+        """
         if self.backbone_only:
             raise ValueError("a backbone_only model has no classifier to reset")
-        if global_pool not in (None, "avg"):
-            raise ValueError(f"global_pool must be 'avg', got {global_pool!r}")
+        if global_pool is not None:
+            if global_pool not in ("avg", ""):
+                raise ValueError(f"global_pool must be 'avg' or '', got {global_pool!r}")
+            self.global_pool = global_pool
         self.num_classes = num_classes
-        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        self.head.apply(self._init_weights)
-
-    def _check_input(self, x: torch.Tensor) -> None:
-        if x.ndim != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(
-                f"expected images (B, {self.in_chans}, H, W), got shape {tuple(x.shape)}"
+        if num_classes > 0:
+            reference = self.conv_stem.proj1.weight  # the new head follows the model's device/dtype
+            self.head = nn.Linear(
+                self.num_features, num_classes, device=reference.device, dtype=reference.dtype
             )
+            self.head.apply(self._init_weights)
+            self.head.train(self.training)
+        else:
+            self.head = nn.Identity()
 
-    def _stages(self, x: torch.Tensor, stop: int | None = None) -> list[torch.Tensor]:
-        """Run the stem and stages 0..stop-1; return each stage's map (B, C_i, H_i, W_i)."""
-        self._check_input(x)
-        if self.use_fused_eval and not self.training and not torch.is_grad_enabled():
-            # channels-last from the stem on: oneDNN's depthwise convs are much faster in it
-            x = x.contiguous(memory_format=torch.channels_last)
-        x = self.conv_stem(x)
-        outputs = []
-        for i in range(len(self.groupmixformer_backbone) if stop is None else stop):
-            tokens, size = self.patch_embed_layers[i](x)
-            tokens = self.groupmixformer_backbone[i](tokens, size)
-            x = tokens_to_image(tokens, *size)
-            outputs.append(x)
-        return outputs
+    def _use_channels_last(self) -> bool:
+        return self.use_fused_eval and not self.training and not torch.is_grad_enabled()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, in_chans, H, W) -> last stage map (B, C3, H/32, W/32), before ``norm4``."""
-        return self._stages(x)[-1]
-
-    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """All four stage maps, (B, C_i, H/2^(i+2), W/2^(i+2)), as the release's dense mode."""
-        return self._stages(x)
+        check_image_input(x, self.in_chans)
+        if self._use_channels_last():
+            # channels-last from the stem on: oneDNN's depthwise convs are much faster in it
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.conv_stem(x)
+        for embed, stage in zip(self.patch_embed_layers, self.groupmixformer_backbone):
+            tokens, size = embed(x)
+            x = tokens_to_image(stage(tokens, size), size[0], size[1])
+        return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """x: (B, C3, h, w) -> norm4 (BatchNorm on the map), spatial mean, head: (B, K)."""
-        x = self.norm4(x).mean(dim=(2, 3))
+        """x: (B, C3, h, w) -> norm4 (BatchNorm on the map), spatial mean, head: (B, K).
+
+        Without pooling (``global_pool=""``) the normalised map (B, C3, h, w) is returned.
+        """
+        x = self.norm4(x)
+        if self.global_pool == "avg":
+            x = x.mean(dim=(2, 3))
         return x if pre_logits else self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (B, in_chans, H, W) -> logits (B, K) (pooled features when ``num_classes=0``)."""
         if self.backbone_only:
             raise ValueError("a backbone_only model has no head; use forward_stages")
         return self.forward_head(self.forward_features(x))
 
+    @torch.jit.ignore()
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """All stage maps, (B, C_i, H/2^(i+2), W/2^(i+2)), as the release's dense mode."""
+        maps = self.forward_intermediates(x, intermediates_only=True)
+        assert isinstance(maps, list)
+        return maps
+
     def forward_intermediates(
         self,
         x: torch.Tensor,
-        indices: int | Sequence[int] | None = None,
+        indices: int | list[int] | None = None,
         norm: bool = False,
         stop_early: bool = False,
         output_fmt: str = "NCHW",
         intermediates_only: bool = False,
     ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """timm's intermediate-feature API: stage maps at ``indices`` (int n: the last n).
+        """timm's intermediate-feature API: stage maps at ``indices`` (None: all; an int n: the
+        last n; negative indices count from the end), via timm's ``feature_take_indices``.
 
-        ``norm`` has no effect: the release adds no norm to intermediate maps.
+        Returns the maps (``intermediates_only``) or (final map, maps), where the final map is
+        ``forward_features``' output (the last stage run, with ``stop_early``). ``norm`` has no
+        effect: the release adds no norm to intermediate maps. ``output_fmt``: NCHW or NHWC.
         """
-        if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt must be 'NCHW', got {output_fmt!r}")
-        take = _take_indices(indices)
-        stop = max(take) + 1 if (stop_early or intermediates_only) else None
-        maps = self._stages(x, stop)
-        intermediates = [maps[i] for i in take]
+        if output_fmt not in ("NCHW", "NHWC"):
+            raise ValueError(f"output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
+        stages = len(self.groupmixformer_backbone)
+        take_indices, max_index = feature_take_indices(stages, indices)
+        last = max_index if (stop_early or intermediates_only) else stages - 1
+        check_image_input(x, self.in_chans)
+        if self._use_channels_last():
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = self.conv_stem(x)
+        intermediates: list[torch.Tensor] = []
+        for i, (embed, stage) in enumerate(
+            zip(self.patch_embed_layers, self.groupmixformer_backbone)
+        ):
+            if i > last:
+                break
+            tokens, size = embed(x)
+            x = tokens_to_image(stage(tokens, size), size[0], size[1])
+            if i in take_indices:
+                intermediates.append(x.permute(0, 2, 3, 1) if output_fmt == "NHWC" else x)
         if intermediates_only:
             return intermediates
-        return maps[-1], intermediates
+        return x, intermediates
 
     def prune_intermediate_layers(
         self,
-        indices: int | Sequence[int] = 1,
+        indices: int | list[int] = 1,
         prune_norm: bool = False,
         prune_head: bool = True,
     ) -> list[int]:
-        """Drop the stages after the last index (and the head); return the kept indices."""
-        take = _take_indices(indices)
-        keep = max(take) + 1
-        self.groupmixformer_backbone = self.groupmixformer_backbone[:keep]
-        self.patch_embed_layers = self.patch_embed_layers[:keep]
-        if prune_head and not self.backbone_only:
+        """Drop the stages after the last index; ``prune_head`` also drops the classifier and
+        ``norm4`` (which only the head uses), ``prune_norm`` drops ``norm4``. Returns the kept
+        indices."""
+        take_indices, max_index = feature_take_indices(len(self.groupmixformer_backbone), indices)
+        self.groupmixformer_backbone = self.groupmixformer_backbone[: max_index + 1]
+        self.patch_embed_layers = self.patch_embed_layers[: max_index + 1]
+        if prune_norm or prune_head:
             self.norm4 = nn.Identity()
-            self.reset_classifier(0)
-        return take
+        if prune_head and not self.backbone_only:
+            self.reset_classifier(0, "")
+        return take_indices
 
 
-def _take_indices(indices: int | Sequence[int] | None, num_stages: int = 4) -> list[int]:
-    """timm convention: None = all stages, an int n = the last n stages, else explicit indices."""
-    if indices is None:
-        return list(range(num_stages))
-    if isinstance(indices, int):
-        if not 0 < indices <= num_stages:
-            raise ValueError(f"indices must be in 1..{num_stages}, got {indices}")
-        return list(range(num_stages - indices, num_stages))
-    take = [i + num_stages if i < 0 else i for i in indices]
-    if not take or any(not 0 <= i < num_stages for i in take):
-        raise ValueError(f"stage indices must be in 0..{num_stages - 1}, got {list(indices)}")
-    return take
+def checkpoint_filter_fn(
+    state_dict: dict[str, Any], model: GroupMixFormer
+) -> dict[str, torch.Tensor]:
+    """Unwrap a released checkpoint and keep the keys ``model`` can take (timm's filter hook).
+
+    The released files use our key names, so nothing is renamed. A backbone-only model drops
+    ``norm4.*`` / ``head.*``; a model with ``num_classes=0`` drops ``head.*``.
+    """
+    state = unwrap_state_dict(dict(state_dict))
+    if model.backbone_only:
+        return {k: v for k, v in state.items() if not k.startswith(("norm4.", "head."))}
+    if model.num_classes == 0:
+        return {k: v for k, v in state.items() if not k.startswith("head.")}
+    return state
+
+
+def _cfg(**kwargs: Any) -> dict[str, Any]:
+    return {
+        "url": "",
+        "num_classes": 1000,
+        "input_size": (3, 224, 224),
+        "pool_size": (7, 7),
+        "crop_pct": 0.875,
+        "interpolation": "bicubic",
+        "mean": IMAGENET_DEFAULT_MEAN,
+        "std": IMAGENET_DEFAULT_STD,
+        "first_conv": "conv_stem.proj1",
+        "classifier": "head",
+        "license": "mit",
+        "paper_ids": "arXiv:2311.15157",
+        "origin_url": "https://github.com/AILab-CVC/GroupMixFormer",
+        **kwargs,
+    }
+
+
+# No weights are on any hub: load a released file with
+# timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=PATH)).
+default_cfgs = generate_default_cfgs(
+    {
+        "groupmixformer_miny.in1k": _cfg(),
+        "groupmixformer_tiny.in1k": _cfg(),
+        "groupmixformer_small.in1k": _cfg(),
+        "groupmixformer_base.in1k": _cfg(),
+        "groupmixformer_large.untrained": _cfg(),
+    }
+)
+
+
+def _create_groupmixformer(variant: str, pretrained: bool = False, **kwargs: Any) -> GroupMixFormer:
+    out_indices = kwargs.pop("out_indices", (0, 1, 2, 3))
+    model_args = get_config(variant).to_dict()
+    del model_args["num_classes"], model_args["in_chans"]  # timm passes these itself
+    return build_model_with_cfg(
+        GroupMixFormer,
+        variant,
+        pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg={"feature_cls": "getter", "out_indices": out_indices},
+        **{**model_args, **kwargs},
+    )
+
+
+@register_model
+def groupmixformer_miny(pretrained: bool = False, **kwargs: Any) -> GroupMixFormer:
+    """GroupMixFormer-M: 5.73M params, 1.35 GFLOPs at 224."""
+    return _create_groupmixformer("groupmixformer_miny", pretrained, **kwargs)
+
+
+@register_model
+def groupmixformer_tiny(pretrained: bool = False, **kwargs: Any) -> GroupMixFormer:
+    """GroupMixFormer-T: 10.95M params, 3.72 GFLOPs at 224."""
+    return _create_groupmixformer("groupmixformer_tiny", pretrained, **kwargs)
+
+
+@register_model
+def groupmixformer_small(pretrained: bool = False, **kwargs: Any) -> GroupMixFormer:
+    """GroupMixFormer-S: 22.42M params, 5.16 GFLOPs at 224."""
+    return _create_groupmixformer("groupmixformer_small", pretrained, **kwargs)
+
+
+@register_model
+def groupmixformer_base(pretrained: bool = False, **kwargs: Any) -> GroupMixFormer:
+    """GroupMixFormer-B: 45.83M params, 17.55 GFLOPs at 224."""
+    return _create_groupmixformer("groupmixformer_base", pretrained, **kwargs)
+
+
+@register_model
+def groupmixformer_large(pretrained: bool = False, **kwargs: Any) -> GroupMixFormer:
+    """GroupMixFormer-L as released (71.83M / 38.2G, not the published 70.3M / 36.1G; no weights)."""
+    return _create_groupmixformer("groupmixformer_large", pretrained, **kwargs)

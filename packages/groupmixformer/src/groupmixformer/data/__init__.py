@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from torch.utils.data import Dataset
+if TYPE_CHECKING:
+    from torchvision.datasets import ImageFolder
 
 __all__ = ["build_transform", "image_folder"]
 
@@ -21,7 +23,7 @@ def build_transform(
 ):
     """timm transform: train = RandomResizedCrop bicubic, hflip, RandAugment, RandomErasing
     (pixel mode, count 1); eval = resize the short side to img_size / crop_pct, center crop."""
-    from timm.data import create_transform
+    from timm.data.transforms_factory import create_transform
 
     if is_training:
         return create_transform(
@@ -37,7 +39,7 @@ def build_transform(
     return create_transform(img_size, is_training=False, interpolation="bicubic", crop_pct=crop_pct)
 
 
-def image_folder(root: str | Path, transform=None) -> Dataset:
+def image_folder(root: str | Path, transform: Any = None) -> ImageFolder:
     """``<root>/<class>/<image>`` with classes sorted alphabetically (torchvision ImageFolder)."""
     from torchvision.datasets import ImageFolder
 

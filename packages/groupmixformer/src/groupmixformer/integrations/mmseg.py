@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from mmseg.registry import MODELS
 from torch import nn
 
-from groupmixformer.checkpoint import load_checkpoint
 from groupmixformer.config import GroupMixFormerConfig, get_config
-from groupmixformer.models.groupmixformer import GroupMixFormer
+from groupmixformer.convert import load_checkpoint
+from groupmixformer.models import GroupMixFormer
 
 __all__ = ["GroupMixFormerBackbone"]
 
@@ -106,5 +106,7 @@ class GroupMixFormerBackbone(GroupMixFormer):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
         """x: (B, C, H, W) -> stage maps at ``out_indices``."""
-        maps = self._stages(x, max(self.out_indices) + 1)
-        return tuple(maps[i] for i in self.out_indices)
+        maps = self.forward_intermediates(
+            x, indices=list(self.out_indices), intermediates_only=True
+        )
+        return tuple(cast(list[torch.Tensor], maps))

@@ -10,7 +10,7 @@ _base_ = [
     "mmseg::_base_/default_runtime.py",
     "mmseg::_base_/schedules/schedule_160k.py",
 ]
-custom_imports = dict(imports=["groupmixformer.mmseg_backbone"], allow_failed_imports=False)
+custom_imports = dict(imports=["groupmixformer.integrations.mmseg"], allow_failed_imports=False)
 
 crop_size = (512, 512)
 data_preprocessor = dict(size=crop_size)
