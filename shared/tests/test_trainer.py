@@ -342,3 +342,25 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     # the NaN sample sits on one rank only; both ranks skipped that step together
     assert [h["nonfinite_skipped"] for h in history] == [1, 1]
     assert history[-1]["step"] == 2 * 7
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_accelerate_launch_runs_the_same_script(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp_train.py"
+    script.write_text(DDP_SCRIPT)
+    # on a machine without GPUs, --multi_gpu starts the torchrun-style launcher and gloo is used
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+           "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", "0", str(script), str(tmp_path / "acc"), "4"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_torchrun([str(script), str(tmp_path / "one"), "8"], nproc=1, timeout=240, check=True)
+    two = torch.load(tmp_path / "acc" / "final.pt")
+    one = torch.load(tmp_path / "one" / "final.pt")
+    assert same(two, one, atol=1e-5)

@@ -344,6 +344,15 @@ class Trainer:
         self.task = task
         self.config = config
         self.run_dir = Path(config.output_dir)
+        self._is_main = True  # set per fit; only rank 0 logs
+
+    def _info(self, message: str, *args: Any) -> None:
+        if self._is_main:
+            logger.info(message, *args)
+
+    def _warning(self, message: str, *args: Any) -> None:
+        if self._is_main:
+            logger.warning(message, *args)
 
     # ----------------------------------------------------------------------------- setup
     def _mixed_precision(self, device: torch.device) -> str:
@@ -402,7 +411,7 @@ class Trainer:
         config_path = self.run_dir / CONFIG_FILE
         if not config_path.is_file():
             if self.config.resume:
-                logger.info("no run in %s to resume; starting a new one", self.run_dir)
+                self._info("no run in %s to resume; starting a new one", self.run_dir)
             return "new"
         if self.config.overwrite:
             return "overwrite"
@@ -449,13 +458,13 @@ class Trainer:
         from accelerate.utils import set_seed
 
         cfg = self.config
-        is_main = accelerator.is_main_process
+        is_main = self._is_main = accelerator.is_main_process
         record = self._config_record()
         mode = self._check_run_folder(record)
         accelerator.wait_for_everyone()  # every rank has read the folder before rank 0 changes it
         if is_main:
             if mode == "overwrite":
-                logger.info("overwriting the run in %s", self.run_dir)
+                self._info("overwriting the run in %s", self.run_dir)
                 shutil.rmtree(self.run_dir)
             self.run_dir.mkdir(parents=True, exist_ok=True)
         accelerator.wait_for_everyone()
@@ -499,7 +508,7 @@ class Trainer:
                     self.task.load_state_dict(
                         torch.load(task_state_path, map_location="cpu", weights_only=True)
                     )
-                logger.info(
+                self._info(
                     "resuming %s after epoch %d (step %d)",
                     self.run_dir,
                     counters.epochs_done,
@@ -513,7 +522,7 @@ class Trainer:
                 "".join(json.dumps(_jsonable(h)) + "\n" for h in history)
             )
 
-        logger.info(
+        self._info(
             "training %s in %s: %d epoch(s), %d batch(es)/epoch/rank, %d process(es), device %s, "
             "mixed precision %s",
             self.task.name,
@@ -538,7 +547,7 @@ class Trainer:
             if is_main:
                 with (self.run_dir / HISTORY_FILE).open("a") as fh:
                     fh.write(json.dumps(_jsonable(entry)) + "\n")
-            logger.info(
+            self._info(
                 "epoch %d: %s",
                 counters.epochs_done,
                 ", ".join(f"{k} {v:.4g}" for k, v in entry.items() if isinstance(v, float)),
@@ -577,7 +586,7 @@ class Trainer:
         return final
 
     def _nothing_to_do(self, accelerator: Any, counters: _Counters) -> TrainResult:
-        logger.info(
+        self._info(
             "nothing to do: %s already finished %d epoch(s) (%d step(s)); raise epochs or "
             "max_steps to train further",
             self.run_dir,
@@ -660,7 +669,7 @@ class Trainer:
                     skipped += 1
                     in_a_row += 1
                     counters.nonfinite_total += 1
-                    logger.warning(
+                    self._warning(
                         "non-finite loss at epoch %d batch %d (on at least one rank): update "
                         "skipped (%d in a row)",
                         epoch + 1,
@@ -697,7 +706,7 @@ class Trainer:
                 counters.step += 1
                 self.task.on_step_end(unwrapped, counters.step)
                 if counters.step % cfg.log_every == 0 and window_count:
-                    logger.info(
+                    self._info(
                         "epoch %d step %d: loss %.4g, lr %.3g",
                         epoch + 1,
                         counters.step,
