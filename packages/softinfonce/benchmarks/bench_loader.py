@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 from softinfonce.augment import CoAugConfig, video_indices
+from softinfonce.config import ModelConfig
 from softinfonce.data import (
     SpeedCoAugDataset,
     SyntheticSpec,
@@ -31,9 +32,9 @@ from softinfonce.data import (
     generate_split,
     kinetics_folder,
 )
-from softinfonce.decode import available_video_backends, read_frames
+from softinfonce.data.decode import available_video_backends, read_frames
 from softinfonce.losses import SoftInfoNCELoss
-from softinfonce.train import ModelConfig, build_model, train_step
+from softinfonce.train import batch_loss, build_model
 from torch.utils.data import DataLoader
 
 
@@ -170,12 +171,18 @@ def main() -> None:
         model = build_model(model_config)
         loss_fn = SoftInfoNCELoss()
         optimizer = torch.optim.Adam(model.parameters(), lr=2e-4)
+
+        def train_step() -> None:
+            optimizer.zero_grad(set_to_none=True)
+            batch_loss(model, loss_fn, batch).loss.backward()
+            optimizer.step()
+
         batch = collate_views([dataset[i % len(dataset)] for i in range(args.batch)])
-        train_step(model, loss_fn, optimizer, batch, torch.device("cpu"))  # warm-up
+        train_step()  # warm-up
         start = time.perf_counter()
         steps = 2
         for _ in range(steps):
-            train_step(model, loss_fn, optimizer, batch, torch.device("cpu"))
+            train_step()
         step_seconds = (time.perf_counter() - start) / steps
     consume = args.batch / step_seconds
     print(

@@ -5,7 +5,6 @@ import random
 
 import pytest
 import torch
-from softinfonce.audio import LogMelSpectrogram, LogSpectrogram, pair_average_bins
 from softinfonce.augment import (
     CoAugConfig,
     SpatialAugment,
@@ -16,6 +15,7 @@ from softinfonce.augment import (
     speed_audio,
     video_indices,
 )
+from softinfonce.data.audio import LogMelSpectrogram, LogSpectrogram, pair_average_bins
 
 
 def sine(freq: float, seconds: float, sample_rate: int) -> torch.Tensor:
@@ -164,3 +164,31 @@ def test_mel_filterbank_matches_torchaudio() -> None:
     expected = AF.melscale_fbanks(257, 0.0, 8000.0, 64, 16000, norm=None, mel_scale="htk")
     torch.testing.assert_close(mel.mel.mel_scale.fb, expected, atol=1e-6, rtol=0)
     assert mel(torch.randn(1, 16000)).shape == (1, 100, 64)
+
+
+@pytest.mark.parametrize("mode", ["resample", "time_stretch"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_cut_audio_keeps_the_waveform_dtype(mode: str, dtype: torch.dtype) -> None:
+    wave = sine(300.0, 3.0, 8000)
+    out = cut_audio(wave.to(dtype), 8000, 0.25, 2.0, 1.0, mode)  # type: ignore[arg-type]
+    reference = cut_audio(wave, 8000, 0.25, 2.0, 1.0, mode)  # type: ignore[arg-type]
+    assert out.dtype == dtype and out.shape == (1, 8000)
+    # float32 vs float64 resampling differs by rounding only; the phase vocoder accumulates phase,
+    # so its float32 and float64 outputs drift apart by about 0.02 at the end of the window.
+    tolerance = 1e-5 if dtype == torch.float64 and mode == "resample" else 0.05
+    assert (out.float() - reference).abs().max() < tolerance
+
+
+def test_float64_resampling_matches_torchaudio_in_float64() -> None:
+    """A float64 window is resampled with a float64 kernel: a float32 kernel would be ~1e-7 off."""
+    AF = pytest.importorskip("torchaudio.functional")
+    wave = torch.randn(1, 8000 * 3, dtype=torch.float64)
+    ours = speed_audio(wave, 8000, 2.0, 12000)
+    theirs = AF.resample(wave, 16000, 8000)
+    assert ours.dtype == torch.float64
+    torch.testing.assert_close(ours, theirs[..., :12000], atol=1e-12, rtol=0)
+
+
+def test_integer_audio_is_refused() -> None:
+    with pytest.raises(TypeError, match="floating"):
+        speed_audio(torch.ones(1, 100, dtype=torch.int16), 8000, 2.0, 50)

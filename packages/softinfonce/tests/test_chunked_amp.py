@@ -7,15 +7,9 @@ import copy
 import pytest
 import torch
 from softinfonce.augment import CoAugConfig
+from softinfonce.config import ModelConfig, PretrainConfig
 from softinfonce.losses import SoftInfoNCELoss
-from softinfonce.train import (
-    ModelConfig,
-    PretrainConfig,
-    autocast_dtype,
-    build_model,
-    forward_backward,
-    train_step,
-)
+from softinfonce.train import batch_loss, build_model
 
 AUG = CoAugConfig(num_frames=4, audio_duration=0.5, sample_rate=8000, n_fft=256, crop_size=16)
 TINY_AVID = ModelConfig(
@@ -43,7 +37,8 @@ def _grads(model: torch.nn.Module, loss_fn: torch.nn.Module) -> dict[str, torch.
 
 def _run(model, loss_fn, batch, chunk_size):  # noqa: ANN001, ANN202
     model, loss_fn = copy.deepcopy(model), copy.deepcopy(loss_fn)
-    out = forward_backward(model, loss_fn, batch, torch.device("cpu"), chunk_size=chunk_size)
+    out = batch_loss(model, loss_fn, batch, chunk_size=chunk_size)
+    (3.0 * out.loss).backward()  # a scaled loss (accumulation, fp16 loss scaling) scales all grads
     return out, _grads(model, loss_fn), model
 
 
@@ -93,35 +88,37 @@ def test_chunked_float32_close_and_batchnorm_updated_once_per_chunk() -> None:
     assert int(dict(full_model.named_buffers())[key]) == 1
 
 
-def test_bf16_autocast_on_cpu_trains() -> None:
+def test_bf16_autocast_on_cpu_with_chunks() -> None:
+    """The re-forward of each chunk runs under the autocast of the forward (the trainer's)."""
     model = build_model(TINY_AVID)
     loss_fn = SoftInfoNCELoss(0.1)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     seen: list[torch.dtype] = []
     model.video_proj.projection[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
-    before = model.video_proj.projection[0].weight.detach().clone()
-    logs = train_step(
-        model, loss_fn, optimizer, _batch(4), torch.device("cpu"), "bf16", chunk_size=4
-    )
-    assert seen and set(seen) == {torch.bfloat16}
-    assert torch.isfinite(torch.tensor(logs["loss"]))
-    assert model.video_proj.projection[0].weight.dtype == torch.float32  # master weights stay fp32
-    assert not torch.equal(before, model.video_proj.projection[0].weight)
-    seen.clear()
-    train_step(model, loss_fn, optimizer, _batch(4), torch.device("cpu"), "auto")
-    assert set(seen) == {torch.float32}  # "auto" keeps CPU runs in fp32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = batch_loss(model, loss_fn, _batch(4), chunk_size=4)
+    out.loss.backward()
+    assert len(seen) == 4 and set(seen) == {torch.bfloat16}  # 2 chunks, twice (no graph, graph)
+    assert out.loss.dtype == torch.float32 and torch.isfinite(out.loss)
+    grad = model.video_proj.projection[0].weight.grad
+    assert grad is not None and grad.dtype == torch.float32 and grad.abs().sum() > 0
 
 
-def test_precision_choices_and_errors() -> None:
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert autocast_dtype("auto", cpu) is None and autocast_dtype("fp32", cuda) is None
-    assert autocast_dtype("auto", cuda) == torch.bfloat16 == autocast_dtype("bf16", cpu)
-    assert autocast_dtype("fp16", cuda) == torch.float16
-    with pytest.raises(ValueError, match="CUDA"):
-        autocast_dtype("fp16", cpu)
-    with pytest.raises(ValueError, match="precision"):
-        PretrainConfig(precision="fp8")  # type: ignore[arg-type]
+def test_chunked_forward_without_grad_is_one_pass() -> None:
+    model = build_model(TINY_AVID).eval()
+    loss_fn = SoftInfoNCELoss(0.1)
+    with torch.no_grad():
+        plain = batch_loss(model, loss_fn, _batch(3))
+        chunked = batch_loss(model, loss_fn, _batch(3), chunk_size=2)
+    torch.testing.assert_close(chunked.loss, plain.loss)
+
+
+def test_config_errors_and_older_configs() -> None:
     with pytest.raises(ValueError, match="chunk_size"):
         PretrainConfig(chunk_size=0)
-    old = PretrainConfig.from_dict({"mixed_precision": False, "batch_size": 8})
-    assert old.precision == "fp32" and old.batch_size == 8
+    with pytest.raises(ValueError, match="unknown PretrainConfig"):
+        PretrainConfig.from_dict({"batch_sise": 8})
+    old = PretrainConfig.from_dict({"mixed_precision": False, "batch_size": 8, "epochs": 3})
+    assert old.batch_size == 8  # trainer settings of older configs are ignored
+    record = {"trainer": {"epochs": 2}, "task": {"batch_size": 4, "augment": {"speeds": [2, 3]}}}
+    from_run = PretrainConfig.from_dict(record)
+    assert from_run.batch_size == 4 and from_run.augment.speeds == (2, 3)

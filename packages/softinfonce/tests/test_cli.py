@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import argparse
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,8 +14,48 @@ from softinfonce.models import create_av_model
 from softinfonce.plugin import METHOD
 
 
-def test_plugin_method_is_exposed() -> None:
-    assert METHOD.name == "softinfonce"
+def test_plugin_is_found_through_its_entry_point_and_reports_the_counts() -> None:
+    from papers_shared.methods import discover_methods
+
+    found = discover_methods()["softinfonce"]
+    assert found is METHOD
+    rows = {row[0]: row for row in METHOD.info()[0].rows}
+    assert rows["full AV model"][1] == rows["full AV model"][2] == 21_286_784
+
+
+def test_help_does_not_import_torch() -> None:
+    """``softinfonce --help`` builds every parser without importing torch (so it answers fast)."""
+    code = (
+        "import sys, softinfonce.cli as c; c.build_parser(); "
+        "print(sorted(m for m in ('torch', 'torchaudio', 'torchvision') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_flag_has_help_and_shows_its_default(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"{name} {action.option_strings} has no help"
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # help lines wrap with the terminal width
+    assert "(default: 256)" in text and "(default: (2.0, 3.0, 4.0))" in text
+    assert "(default: 30)" in text  # epochs: AVID's recipe
+
+
+def test_global_flags_work_after_the_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "--json", "-q"]) == 0
+    tables = json.loads(capsys.readouterr().out)
+    assert tables[0]["headers"][0] == "variant"
+
+
+def test_train_needs_an_output_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--data-root", str(tmp_path)]) == 1
+    assert "--output-dir is required" in capsys.readouterr().err
 
 
 def test_info_prints_the_spec_counts(capsys: pytest.CaptureFixture[str]) -> None:
@@ -72,7 +115,8 @@ def test_convert_avid_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[s
         len(to_avid_checkpoint(create_av_model(10, (4, 4, 4, 4), (4, 4, 4, 4), (8, 4)))["model"])
         > 0
     )
-    torch.save(fake, tmp_path / "avid.pth")
+    fake["epoch"], fake["args"] = 12, argparse.Namespace(lr=0.0001, arch="av_wrapper")
+    torch.save(fake, tmp_path / "avid.pth")  # as AVID's training script saves it
     assert (
         main(
             [
@@ -86,6 +130,10 @@ def test_convert_avid_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[s
         == 0
     )
     assert json.loads((tmp_path / "out" / "config.json").read_text())["model"]["video_depth"] == 18
+    again = ["convert", "--checkpoint", str(tmp_path / "avid.pth"), "--output-dir"]
+    assert main([*again, str(tmp_path / "out")]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert main([*again, str(tmp_path / "out"), "--overwrite"]) == 0
 
 
 def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

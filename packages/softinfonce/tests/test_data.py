@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from softinfonce.augment import CoAugConfig
@@ -18,7 +20,13 @@ from softinfonce.data import (
     read_clip_csv,
     ucf101_split,
 )
-from softinfonce.data.synthetic import read_meta
+from softinfonce.data.synthetic import (
+    SyntheticClip,
+    class_identity,
+    class_rate,
+    read_meta,
+    render_clip,
+)
 from torch.utils.data import SequentialSampler
 
 SPEC = SyntheticSpec(num_classes=2, duration=2.2, fps=20, size=32, sample_rate=8000)
@@ -169,3 +177,62 @@ def test_corrupt_clip_raises_in_the_dataset(tmp_path: Path) -> None:
     bad.write_bytes(b"not a video at all" * 10)
     with pytest.raises(ValueError, match="corrupt|cannot"):
         SpeedCoAugDataset([ClipRecord(str(bad), 0)], CFG)[0]
+
+
+def _object_colour(frames: np.ndarray) -> np.ndarray:
+    """Mean RGB of the pixels that differ most from the background."""
+    lit = frames.astype(np.float64).sum(-1) > frames.astype(np.float64).sum(-1).mean() + 60
+    return frames[lit].astype(np.float64).mean(0)
+
+
+def _harmonic_profile(audio: np.ndarray, pitch: float, sample_rate: int) -> np.ndarray:
+    spectrum = np.abs(np.fft.rfft(audio * np.hanning(len(audio))))
+    hz = np.fft.rfftfreq(len(audio), 1 / sample_rate)
+    peaks = [spectrum[np.abs(hz - k * pitch) < pitch / 4].max() for k in range(1, 5)]
+    return np.array(peaks) / max(peaks)
+
+
+def _motion_hz(frames: np.ndarray, fps: int) -> float:
+    weights = frames.astype(np.float64).sum(-1).sum(1)  # (N, W) column brightness
+    x = (weights * np.arange(weights.shape[1])).sum(1) / weights.sum(1)
+    spectrum = np.abs(np.fft.rfft(x - x.mean(), n=8 * len(x)))
+    return float(np.fft.rfftfreq(8 * len(x), 1 / fps)[spectrum.argmax()])
+
+
+def test_synthetic_class_survives_a_speed_change_and_speed_stays_visible() -> None:
+    spec = SyntheticSpec(num_classes=8, duration=8.0, fps=30, size=32, sample_rate=8000)
+    for label in (1, 4):
+        clip = SyntheticClip(0, label, 1.0, 0.3, 0.9, 1.0, 120.0, 0.5)
+        frames1, audio1 = render_clip(spec, clip)
+        frames2, audio2 = render_clip(spec, replace(clip, speed=2.0))
+        # identity: the object's colour and the ratios between harmonics do not change
+        np.testing.assert_allclose(_object_colour(frames2), _object_colour(frames1), atol=12)
+        np.testing.assert_allclose(
+            _harmonic_profile(audio2, 240.0, 8000),
+            _harmonic_profile(audio1, 120.0, 8000),
+            atol=0.05,
+        )
+        # speed: the motion rate and the pitch double
+        rate = class_rate(spec, label)
+        assert _motion_hz(frames1, 30) == pytest.approx(rate, rel=0.08)
+        assert _motion_hz(frames2, 30) == pytest.approx(2 * rate, rel=0.08)
+
+
+def test_slow_and_fast_classes_share_the_identity_and_differ_in_rate() -> None:
+    spec = SyntheticSpec(num_classes=8)
+    for identity in range(4):
+        slow, fast = 2 * identity, 2 * identity + 1
+        assert class_identity(slow) == class_identity(fast)
+        assert class_rate(spec, fast) == pytest.approx(spec.fast_ratio * class_rate(spec, slow))
+    assert len({class_identity(label).colour for label in range(0, 8, 2)}) == 4
+    with pytest.raises(ValueError, match="num_classes"):
+        SyntheticSpec(num_classes=9)
+
+
+def test_a_batch_holds_several_clips_of_each_class(tmp_path: Path) -> None:
+    spec = SyntheticSpec(num_classes=4, duration=1.0, fps=10, size=16, sample_rate=8000)
+    generate_split(tmp_path, "train", 12, spec=spec, seed=0)
+    rows = read_meta(tmp_path / "train")
+    assert sorted(int(r["label"]) for r in rows) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    scales = [float(r["rate_scale"]) for r in rows]
+    assert len(set(scales)) == 12 and all(0.88 <= v <= 1.12 for v in scales)  # instances differ

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from softinfonce.decode import (
+from softinfonce.data.decode import (
     DecodeError,
     MissingAudioError,
     available_video_backends,
@@ -130,8 +130,8 @@ def test_pyav_seek_matches_sequential_decoding(tmp_path) -> None:
 def test_decord_forward_walk_matches_get_batch(tmp_path) -> None:
     """The seek-avoiding walk returns exactly the frames decord's own get_batch returns."""
     decord = pytest.importorskip("decord")
+    from softinfonce.data.decode import DECORD_SEEK_FRAMES
     from softinfonce.data.synthetic import SyntheticClip, SyntheticSpec, render_clip, write_clip
-    from softinfonce.decode import DECORD_SEEK_FRAMES
 
     spec = SyntheticSpec(num_classes=2, duration=6.0, fps=25, size=32, sample_rate=8000)
     frames, _ = render_clip(spec, SyntheticClip(0, 1, 1.0, 0.5, 1.0))

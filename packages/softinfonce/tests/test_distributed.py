@@ -58,9 +58,11 @@ def test_pretraining_runs_under_torchrun(tmp_path: Path, extra: list[str]) -> No
         "--n-fft",
         "256",
         "--batch-size",
-        "4",
+        "2",
         "--max-steps",
         "2",
+        "--device",
+        "cpu",
         "--num-workers",
         "0",
         "--output-dir",
@@ -70,4 +72,6 @@ def test_pretraining_runs_under_torchrun(tmp_path: Path, extra: list[str]) -> No
     proc = run_torchrun(args, nproc=2, timeout=300, check=True)
     assert (tmp_path / "run" / "model.safetensors").exists()
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert summary["steps"] == 2 and summary["candidates"] == 8.0  # 2 views x 4 clips over 2 ranks
+    # 2 clips per rank and step, 2 views each, gathered over 2 ranks
+    assert summary["steps"] == 2 and summary["train_candidates"] == 8.0
+    assert (tmp_path / "run" / "history.jsonl").exists()

@@ -165,3 +165,64 @@ def test_bad_inputs_raise() -> None:
         soft_info_nce(zv, za, clip_ids, view_ids, sp, weight_mode="soft")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="same shape"):
         soft_target_cross_entropy(torch.zeros(2, 3), torch.zeros(2, 4))
+
+
+def _reference_loss(zv, za, clip_ids, view_ids, speeds, tau: float) -> torch.Tensor:
+    """SoftInfoNCE with "ratio" weights written out in plain float64 loops."""
+    zv = F.normalize(zv.double(), dim=1)
+    za = F.normalize(za.double(), dim=1)
+    total = torch.zeros((), dtype=torch.float64)
+    for anchors, candidates in ((zv, za), (za, zv)):
+        logits = anchors @ candidates.T / tau
+        log_p = logits.log_softmax(dim=1)
+        for i in range(len(clip_ids)):
+            for j in range(len(clip_ids)):
+                if clip_ids[i] != clip_ids[j]:
+                    continue
+                s_i, s_j = float(speeds[i]), float(speeds[j])
+                target = 1.0 if view_ids[i] == view_ids[j] else min(s_i, s_j) / max(s_i, s_j)
+                total = total - target * log_p[i, j]
+    return total / (2 * len(clip_ids))
+
+
+@pytest.mark.parametrize("mode", ["feature", "ratio", "const", "zero"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_loss_follows_the_embedding_dtype(mode: str, dtype: torch.dtype) -> None:
+    zv, za, clip_ids, view_ids, sp = _views(4, speeds=(1.0, 3.0))
+    loss_fn = SoftInfoNCELoss(temperature=0.1, weight_mode=mode, learnable_temperature=True)
+    out = loss_fn(zv.to(dtype), za.to(dtype), clip_ids, view_ids, sp)  # speeds stay float32
+    assert out.loss.dtype == dtype
+    reference = loss_fn(zv, za, clip_ids, view_ids, sp).loss
+    tolerance = 1e-5 if dtype == torch.float64 else 0.05 * float(reference.detach())
+    assert abs(float(out.loss.detach()) - float(reference.detach())) < tolerance
+
+
+def test_float64_loss_matches_a_float64_reference_to_1e12() -> None:
+    """Weights, targets and temperature built in float32 would cost about 1e-7 here."""
+    zv, za, clip_ids, view_ids, sp = _views(5, speeds=(1.0, 3.0))
+    zv, za = zv.double(), za.double()
+    out = soft_info_nce(zv, za, clip_ids, view_ids, sp, temperature=0.07, weight_mode="ratio")
+    expected = _reference_loss(zv, za, clip_ids, view_ids, sp, 0.07)
+    assert abs(float(out.loss) - float(expected)) < 1e-12
+    module = SoftInfoNCELoss(temperature=0.07, weight_mode="ratio")
+    module_loss = module(zv, za, clip_ids, view_ids, sp).loss.detach()
+    # The module stores log(1/tau) in float32; the temperature is cast to float64 before use,
+    # so the only error is float32's rounding of tau itself.
+    assert module_loss.dtype == torch.float64
+    assert abs(float(module_loss) - float(expected)) < 1e-5
+
+
+def test_weights_take_the_embedding_dtype_and_device() -> None:
+    emb = torch.randn(6, 4, dtype=torch.float64)
+    speeds = torch.tensor([1.0, 1.0, 1.0, 2.0, 3.0, 4.0])  # float32
+    for mode in ("feature", "ratio", "const", "zero"):
+        w = partial_pair_weights(mode, emb, emb, speeds, speeds)  # type: ignore[arg-type]
+        assert w.dtype == torch.float64 and w.device == emb.device and w.shape == (6, 6)
+    ratio = partial_pair_weights("ratio", emb, emb, speeds, speeds)
+    assert float(ratio[0, 4]) == 1 / 3  # exact in float64, not float32's 0.33333334
+
+
+def test_mixed_embedding_dtypes_are_refused() -> None:
+    zv, za, clip_ids, view_ids, sp = _views(2)
+    with pytest.raises(ValueError, match="dtype"):
+        soft_info_nce(zv.double(), za, clip_ids, view_ids, sp)

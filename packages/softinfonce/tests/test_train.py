@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 from softinfonce.augment import CoAugConfig
+from softinfonce.config import ModelConfig, PretrainConfig
 from softinfonce.data import SpeedCoAugDataset, SyntheticSpec, generate_split, kinetics_folder
 from softinfonce.evaluate import (
     average_clip_scores,
@@ -16,9 +17,10 @@ from softinfonce.evaluate import (
     load_feature_parts,
     retrieval_topk,
 )
-from softinfonce.train import ModelConfig, PretrainConfig, build_model, pretrain
+from softinfonce.train import build_model, pretrain
 
 from papers_shared.checkpoint import read_state_dict
+from papers_shared.trainer import RunFolderError, TrainerConfig
 
 SPEC = SyntheticSpec(num_classes=2, duration=2.2, fps=20, size=32, sample_rate=8000)
 AUG = CoAugConfig(
@@ -49,50 +51,65 @@ def _config(**overrides) -> PretrainConfig:
         "augment": AUG,
         "model": MLP,
         "batch_size": 8,
-        "epochs": 100,
-        "max_steps": 40,
         "lr": 3e-3,
         "num_workers": 0,
         "cache_decoded": True,
         "temperature": 0.1,
-        "log_every": 100,
         "weight_mode": "zero",
     }
     return PretrainConfig(**{**base, **overrides})
 
 
+def _trainer(output_dir: Path, steps: int, **overrides) -> TrainerConfig:
+    """One batch per epoch (8 clips, batch 8): ``steps`` epochs, one checkpoint at the end."""
+    base = {"epochs": steps, "save_every": steps, "eval_every": 0, "log_every": 1000}
+    return TrainerConfig(output_dir=output_dir, device="cpu", **{**base, **overrides})
+
+
 def test_tiny_pretraining_lowers_the_loss_and_saves(records, tmp_path: Path) -> None:
-    result = pretrain(_config(), records, output_dir=tmp_path / "run", progress=False)
-    losses = [h["loss"] for h in result.history]
-    assert result.steps == 40
+    result = pretrain(_config(), records, _trainer(tmp_path / "run", 40))
+    losses = [h["train_loss"] for h in result.history]
+    assert len(losses) == 40 and result.final["steps"] == 40
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.3
-    assert result.history[-1]["pos_acc"] > 1 / 16
-    assert result.history[-1]["candidates"] == 16  # 2N views
+    assert result.history[-1]["train_pos_acc"] > 1 / 16
+    assert result.history[-1]["train_candidates"] == 16  # 2N views
     state = read_state_dict(tmp_path / "run" / "model.safetensors")
     assert set(state) == set(result.model.state_dict())
-    config = PretrainConfig.from_dict(json.loads((tmp_path / "run" / "config.json").read_text()))
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    config = PretrainConfig.from_dict(saved)
     assert config.augment.speeds == (2.0, 3.0, 4.0) and config.model.arch == "mlp"
 
 
-def test_vanilla_mode_has_n_candidates(records) -> None:
-    config = _config(
-        augment=CoAugConfig(**{**AUG.__dict__, "use_augmented_view": False}), max_steps=2
-    )
-    result = pretrain(config, records, progress=False)
-    assert result.history[-1]["candidates"] == 8
+def test_a_folder_holding_a_run_is_refused_and_resume_continues(records, tmp_path: Path) -> None:
+    pretrain(_config(), records, _trainer(tmp_path / "run", 2, save_every=1))
+    with pytest.raises(RunFolderError, match="already holds a run"):
+        pretrain(_config(), records, _trainer(tmp_path / "run", 2))
+    with pytest.raises(RunFolderError, match="temperature"):
+        pretrain(_config(temperature=0.2), records, _trainer(tmp_path / "run", 3, resume=True))
+    resumed = pretrain(_config(), records, _trainer(tmp_path / "run", 3, save_every=1, resume=True))
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]  # the earlier history is kept
+    again = pretrain(_config(), records, _trainer(tmp_path / "run", 3, save_every=1, resume=True))
+    assert again.final["steps"] == 3 and len(again.history) == 3
 
 
-def test_per_batch_speeds_and_ratio_weights(records) -> None:
+def test_vanilla_mode_has_n_candidates(records, tmp_path: Path) -> None:
+    config = _config(augment=CoAugConfig(**{**AUG.__dict__, "use_augmented_view": False}))
+    result = pretrain(config, records, _trainer(tmp_path / "run", 2))
+    assert result.history[-1]["train_candidates"] == 8
+    assert "train_mean_w" not in result.history[-1]  # no partial pairs
+
+
+def test_per_batch_speeds_and_ratio_weights(records, tmp_path: Path) -> None:
     aug = CoAugConfig(**{**AUG.__dict__, "speed_sampling": "per_batch", "speeds": (2.0,)})
     result = pretrain(
-        _config(augment=aug, weight_mode="ratio", max_steps=2), records, progress=False
+        _config(augment=aug, weight_mode="ratio"), records, _trainer(tmp_path / "run", 2)
     )
-    assert result.history[-1]["mean_w"] == pytest.approx(0.5)
+    assert result.history[-1]["train_mean_w"] == pytest.approx(0.5)
 
 
-def test_batch_larger_than_data_raises(records) -> None:
+def test_batch_larger_than_data_raises(records, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="fewer than one batch"):
-        pretrain(_config(batch_size=16), records, progress=False)
+        pretrain(_config(batch_size=16), records, _trainer(tmp_path / "run", 1))
     with pytest.raises(ValueError, match="batch_size"):
         PretrainConfig(batch_size=1)
 

@@ -20,6 +20,8 @@ import torchaudio
 import torchaudio.functional as AF
 from torch import nn
 
+from softinfonce.config import CoAugConfig
+
 __all__ = [
     "CoAugConfig",
     "ViewPlan",
@@ -32,75 +34,6 @@ __all__ = [
     "SpatialAugment",
     "EvalTransform",
 ]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass
-class CoAugConfig:
-    """Settings of speed co-augmentation; [UNVERIFIED] defaults follow AVID / the spec."""
-
-    num_frames: int = 8  # T, frames per view [UNVERIFIED]
-    frame_rate: float = 16.0  # F, base frames per second [UNVERIFIED]
-    audio_duration: float = 2.0  # D seconds [UNVERIFIED]
-    sample_rate: int = 24_000  # [UNVERIFIED] (AVID)
-    speeds: tuple[float, ...] = (2.0, 3.0, 4.0)  # augmented speeds, uniform [UNVERIFIED]
-    speed_sampling: Literal["per_sample", "per_batch"] = "per_sample"
-    overflow: Literal["clamp", "loop"] = "clamp"
-    align: Literal["start", "centre"] = "start"
-    audio_mode: Literal["resample", "time_stretch"] = "resample"
-    use_augmented_view: bool = True  # False: one speed-1 view per clip (vanilla AV InfoNCE)
-    crop_size: int = 112
-    crop_scale: tuple[float, float] = (0.08, 1.0)
-    flip_prob: float = 0.5
-    color_jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.2)
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    volume_jitter: tuple[float, float] = (0.9, 1.1)
-    n_fft: int = 1024
-    missing_audio: Literal["error", "zeros"] = "error"
-    decode_size: tuple[int, int] | None = None
-
-    def __post_init__(self) -> None:
-        if (
-            self.num_frames < 1
-            or self.frame_rate <= 0
-            or self.audio_duration <= 0
-            or self.sample_rate < 1
-        ):
-            raise ValueError(
-                "num_frames, frame_rate, audio_duration and sample_rate must be positive"
-            )
-        if not self.speeds or any(s <= 0 for s in self.speeds):
-            raise ValueError(
-                f"speeds must be a non-empty tuple of positive numbers, got {self.speeds}"
-            )
-        for name, value, allowed in (
-            ("speed_sampling", self.speed_sampling, ("per_sample", "per_batch")),
-            ("overflow", self.overflow, ("clamp", "loop")),
-            ("align", self.align, ("start", "centre")),
-            ("audio_mode", self.audio_mode, ("resample", "time_stretch")),
-            ("missing_audio", self.missing_audio, ("error", "zeros")),
-        ):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        if not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
-            raise ValueError(f"crop_scale must satisfy 0 < lo <= hi <= 1, got {self.crop_scale}")
-
-    @property
-    def num_samples(self) -> int:
-        """Audio samples per view, ``D * sr``."""
-        return int(round(self.audio_duration * self.sample_rate))
-
-    @property
-    def span(self) -> float:
-        """Seconds one speed-1 view covers (the longer of the video and audio windows)."""
-        return max(self.num_frames / self.frame_rate, self.audio_duration)
-
-    @property
-    def view_speeds(self) -> int:
-        return 2 if self.use_augmented_view else 1
 
 
 @dataclass(frozen=True)
@@ -158,11 +91,17 @@ def fit_length(waveform: torch.Tensor, num_samples: int) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=64)
-def _resampler(speed: float, sample_rate: int) -> torchaudio.transforms.Resample:
-    """``Resample(s*sr -> sr)`` with its sinc kernel built once (same as ``functional.speed``)."""
+def _resampler(
+    speed: float, sample_rate: int, dtype: torch.dtype, device: torch.device
+) -> torchaudio.transforms.Resample:
+    """``Resample(s*sr -> sr)`` with its sinc kernel built once per dtype and device (same as
+    ``functional.speed``); the kernel is computed in float64 and then cast."""
     source = int(round(speed * sample_rate))
     divisor = math.gcd(source, sample_rate)
-    return torchaudio.transforms.Resample(source // divisor, sample_rate // divisor)
+    module = torchaudio.transforms.Resample(
+        source // divisor, sample_rate // divisor, dtype=torch.float64
+    )
+    return module.to(device=device, dtype=dtype)
 
 
 def speed_audio(
@@ -175,20 +114,27 @@ def speed_audio(
     """Play ``window (..., s*D*sr)`` ``speed`` times faster into exactly ``num_samples`` samples.
 
     ``resample`` equals ``torchaudio.functional.speed`` (Hann sinc, width 6, rolloff 0.99): pitch
-    scales by ``speed``. ``time_stretch`` (phase vocoder) keeps the pitch, as an ablation.
+    scales by ``speed``. ``time_stretch`` (phase vocoder) keeps the pitch, as an ablation. The
+    output has the dtype and device of ``window`` (float16/bfloat16 windows are stretched in
+    float32, which the STFT needs, and cast back).
     """
+    if not window.is_floating_point():
+        raise TypeError(f"window must be a floating-point tensor, got {window.dtype}")
     if speed == 1.0:
         return fit_length(window, num_samples)
     if mode == "resample":
-        out = _resampler(float(speed), int(sample_rate))(window)
+        out = _resampler(float(speed), int(sample_rate), window.dtype, window.device)(window)
     elif mode == "time_stretch":
+        work = window.float() if window.dtype in (torch.float16, torch.bfloat16) else window
         n_fft, hop = 512, 128
-        window_fn = torch.hann_window(n_fft, device=window.device)
-        spec = torch.stft(window, n_fft, hop, window=window_fn, return_complex=True)
-        advance = torch.linspace(0, math.pi * hop, spec.shape[-2], device=window.device)[..., None]
+        window_fn = torch.hann_window(n_fft, device=work.device, dtype=work.dtype)
+        spec = torch.stft(work, n_fft, hop, window=window_fn, return_complex=True)
+        advance = torch.linspace(
+            0, math.pi * hop, spec.shape[-2], device=work.device, dtype=work.dtype
+        )[..., None]
         stretched = AF.phase_vocoder(spec, speed, advance)
-        length = int(round(window.shape[-1] / speed))
-        out = torch.istft(stretched, n_fft, hop, window=window_fn, length=length)
+        length = int(round(work.shape[-1] / speed))
+        out = torch.istft(stretched, n_fft, hop, window=window_fn, length=length).to(window.dtype)
     else:
         raise ValueError(f"mode must be 'resample' or 'time_stretch', got {mode!r}")
     return fit_length(out, num_samples)
@@ -202,7 +148,8 @@ def cut_audio(
     duration: float,
     mode: Literal["resample", "time_stretch"] = "resample",
 ) -> torch.Tensor:
-    """Samples ``[t0, t0 + s*D)`` of ``waveform (C, S)`` sped up into exactly ``D*sr`` samples."""
+    """Samples ``[t0, t0 + s*D)`` of ``waveform (C, S)`` sped up into exactly ``D*sr`` samples
+    (any floating dtype; the output keeps the dtype and device of ``waveform``)."""
     num_samples = int(round(duration * sample_rate))
     first = int(round(start * sample_rate))
     count = int(round(speed * duration * sample_rate))

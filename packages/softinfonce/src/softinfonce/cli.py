@@ -1,4 +1,7 @@
-"""``softinfonce info | demo | generate | train | extract | eval | convert``."""
+"""``softinfonce info | demo | generate | train | extract | eval | convert``.
+
+Heavy modules (torch, the data pipeline) are imported inside the handlers, so ``--help`` is fast.
+"""
 
 from __future__ import annotations
 
@@ -9,29 +12,25 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from papers_shared.cli_utils import add_verbosity_flags, build_package_parser, parse_and_run
+from papers_shared.cli_utils import (
+    add_command,
+    add_run_flags,
+    add_trainer_flags,
+    build_package_parser,
+    load_config_file,
+    parse_and_run,
+    trainer_config_from_args,
+)
+from softinfonce.config import WEIGHT_MODES, CoAugConfig, ModelConfig, PretrainConfig
 from softinfonce.plugin import METHOD
 
 __all__ = ["build_parser", "main"]
 
-
-def _examples(*lines: str) -> str:
-    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
-
-
-def _sub(
-    subparsers: argparse._SubParsersAction, name: str, help_text: str, *examples: str
-) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
-        name,
-        help=help_text,
-        description=help_text,
-        epilog=_examples(*examples),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_verbosity_flags(parser)
-    return parser
+DEFAULT = PretrainConfig()
+DEFAULT_AUG = CoAugConfig()
+PAPER_EPOCHS = 30  # AVID's Kinetics recipe (the paper does not state its own)
 
 
 def _speeds(text: str) -> tuple[float, ...]:
@@ -55,6 +54,12 @@ def _shard(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(err)) from err
 
 
+def _given(args: argparse.Namespace, dest: str) -> bool:
+    """Whether ``dest`` was typed on the command line (every value counts when unknown)."""
+    explicit = getattr(args, "explicit_dests", None)
+    return explicit is None or dest in explicit
+
+
 def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument(
@@ -64,7 +69,7 @@ def _add_data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="train", help="split folder under --data-root")
 
 
-def _records(args: argparse.Namespace):
+def _records(args: argparse.Namespace) -> list[Any]:
     from softinfonce.data import kinetics_folder, read_clip_csv
 
     if args.csv is not None:
@@ -100,112 +105,99 @@ def _generate(args: argparse.Namespace) -> int:
     )
     bar.close()
     print(
-        f"{len(paths)} clips in {Path(args.output_dir) / args.split} (shard {args.shard[0]}/{args.shard[1]})"
+        f"{len(paths)} clips in {Path(args.output_dir) / args.split} "
+        f"(shard {args.shard[0]}/{args.shard[1]})"
     )
     return 0
 
 
 # ---- train ------------------------------------------------------------------------------------
-TRAIN_OVERRIDES = {
-    "batch_size": "batch_size",
-    "epochs": "epochs",
-    "max_steps": "max_steps",
-    "lr": "lr",
-    "weight_mode": "weight_mode",
-    "temperature": "temperature",
-    "num_workers": "num_workers",
-    "backend": "backend",
-    "seed": "seed",
-    "const_weight": "const_weight",
-    "precision": "precision",
-    "chunk_size": "chunk_size",
+# flags named after PretrainConfig / CoAugConfig fields
+TASK_FLAGS = (
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "temperature",
+    "weight_mode",
+    "const_weight",
+    "num_workers",
+    "backend",
+    "chunk_size",
+)
+AUGMENT_FLAGS = (
+    "speeds",
+    "num_frames",
+    "frame_rate",
+    "audio_duration",
+    "sample_rate",
+    "n_fft",
+    "crop_size",
+    "missing_audio",
+    "speed_sampling",
+    "audio_mode",
+)
+ARCH_PRESETS: dict[str, ModelConfig] = {
+    "avid": ModelConfig(),
+    "tiny": ModelConfig(
+        video_depth=10,
+        video_widths=(8, 16, 16, 32),
+        audio_widths=(8, 16, 16, 32),
+        head_dims=(64, 32),
+        use_output_bn=True,
+    ),
+    "mlp": ModelConfig(arch="mlp", head_dims=(128, 64), use_output_bn=True),
 }
-AUGMENT_OVERRIDES = {
-    "speeds": "speeds",
-    "num_frames": "num_frames",
-    "frame_rate": "frame_rate",
-    "audio_duration": "audio_duration",
-    "sample_rate": "sample_rate",
-    "n_fft": "n_fft",
-    "crop_size": "crop_size",
-    "missing_audio": "missing_audio",
-    "speed_sampling": "speed_sampling",
-    "audio_mode": "audio_mode",
-}
 
 
-def _train_config(args: argparse.Namespace):
-    from softinfonce.train import ModelConfig, PretrainConfig
-
-    config = (
-        PretrainConfig.from_dict(json.loads(Path(args.config).read_text()))
-        if args.config
-        else PretrainConfig()
-    )
-    config = replace(
-        config,
-        **{f: getattr(args, a) for a, f in TRAIN_OVERRIDES.items() if getattr(args, a) is not None},
-    )
+def train_config_from_args(args: argparse.Namespace) -> PretrainConfig:
+    """The package config from, in rising priority: its defaults, ``--config`` (a JSON/YAML
+    config or a run's ``config.json``), the flags typed on the command line."""
+    if args.config is not None:
+        config = PretrainConfig.from_dict(load_config_file(args.config))
+    else:
+        config = PretrainConfig()
+    given = lambda dest: _given(args, dest) or args.config is None  # noqa: E731
+    config = replace(config, **{name: getattr(args, name) for name in TASK_FLAGS if given(name)})
     augment = replace(
-        config.augment,
-        **{
-            f: getattr(args, a)
-            for a, f in AUGMENT_OVERRIDES.items()
-            if getattr(args, a) is not None
-        },
+        config.augment, **{name: getattr(args, name) for name in AUGMENT_FLAGS if given(name)}
     )
     if args.vanilla:
         augment = replace(augment, use_augmented_view=False)
-    model = config.model
-    if args.arch == "mlp":
-        model = ModelConfig(arch="mlp", head_dims=(128, 64), use_output_bn=True)
-    elif args.arch == "tiny":
-        model = ModelConfig(
-            video_depth=10,
-            video_widths=(8, 16, 16, 32),
-            audio_widths=(8, 16, 16, 32),
-            head_dims=(64, 32),
-            use_output_bn=True,
-        )
-    return replace(config, augment=augment, model=model, cache_decoded=args.cache)
+    model = ARCH_PRESETS[args.arch] if _given(args, "arch") or args.config is None else config.model
+    return replace(
+        config,
+        augment=augment,
+        model=model,
+        cache_decoded=bool(args.cache) or config.cache_decoded,
+    )
 
 
 def _train(args: argparse.Namespace) -> int:
     from papers_shared.distributed import cleanup_distributed
     from softinfonce.train import pretrain
 
-    config = _train_config(args)
+    config = train_config_from_args(args)
+    trainer_config = trainer_config_from_args(args)
     try:
-        result = pretrain(
-            config, _records(args), output_dir=args.output_dir, progress=None, device=args.device
-        )
+        result = pretrain(config, _records(args), trainer_config)
     finally:
         cleanup_distributed()
     if int(os.environ.get("RANK", "0")) != 0:
         return 0  # one summary per job, from rank 0
-    last = result.history[-1]
-    print(
-        json.dumps(
-            {
-                "steps": result.steps,
-                "seconds": round(result.seconds, 2),
-                **last,
-                "output_dir": str(args.output_dir),
-            }
-        )
-    )
+    print(json.dumps({**result.final, "output_dir": str(result.run_dir)}, default=str))
     return 0
 
 
 # ---- extract / eval / convert ----------------------------------------------------------------
-def _load_model(checkpoint: Path):
+def _load_model(checkpoint: Path) -> tuple[Any, PretrainConfig]:
     from papers_shared.checkpoint import load_state_dict_checked, read_state_dict
-    from softinfonce.train import PretrainConfig, build_model
+    from softinfonce.train import build_model
 
     config_path = checkpoint / "config.json"
     if not config_path.exists():
         raise FileNotFoundError(
-            f"{config_path} not found; point --checkpoint at a `softinfonce train` output folder"
+            f"{config_path} not found; point --checkpoint at a `softinfonce train` (or "
+            "`softinfonce convert`) output folder"
         )
     config = PretrainConfig.from_dict(json.loads(config_path.read_text()))
     model = build_model(config.model, config.augment)
@@ -262,141 +254,235 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from softinfonce.convert import load_avid_checkpoint
-    from softinfonce.train import PretrainConfig, build_model, save_pretrained
+    from softinfonce.convert import load_avid_checkpoint, save_converted
+    from softinfonce.train import build_model
 
     config = PretrainConfig()
     model = build_model(config.model)
-    load_avid_checkpoint(model, args.checkpoint)
-    save_pretrained(model, config, args.output_dir)
+    load_avid_checkpoint(model, args.checkpoint, trust_checkpoint=args.trust_checkpoint)
+    save_converted(model, config, args.output_dir, overwrite=args.overwrite)
     print(f"wrote {args.output_dir}/model.safetensors and config.json")
     return 0
+
+
+def _add_train_parser(subparsers: argparse._SubParsersAction) -> None:
+    train = add_command(
+        subparsers,
+        "train",
+        help="pre-train with speed co-augmentation and SoftInfoNCE (runs unchanged under "
+        "torchrun: DDP, gloo on CPU)",
+        examples=[
+            "softinfonce train --data-root clips --output-dir runs/pretrain --arch mlp "
+            "--crop-size 16 --num-frames 8 --audio-duration 1 --sample-rate 8000 --n-fft 256 "
+            "--batch-size 8 --max-steps 20",
+            "torchrun --nproc_per_node 2 -m softinfonce.cli train --data-root clips "
+            "--output-dir runs/ddp --arch tiny --batch-size 4 --max-steps 10",
+        ],
+    )
+    _add_data_flags(train)
+    add_run_flags(train)
+    add_trainer_flags(train, epochs=PAPER_EPOCHS)
+    model = train.add_argument_group("model")
+    model.add_argument(
+        "--arch",
+        choices=tuple(ARCH_PRESETS),
+        default="avid",
+        help="avid: R(2+1)D-18 + Conv2D-10 (AVID); tiny: narrow R(2+1)D-10; mlp: 2-layer MLPs",
+    )
+    loss = train.add_argument_group("loss and optimiser")
+    loss.add_argument(
+        "--vanilla", action="store_true", help="no speed view: vanilla audio-visual InfoNCE"
+    )
+    loss.add_argument(
+        "--weight-mode",
+        choices=WEIGHT_MODES,
+        default=DEFAULT.weight_mode,
+        help="soft target of the same-clip/other-speed pair (zero: hard targets)",
+    )
+    loss.add_argument(
+        "--const-weight",
+        type=float,
+        default=DEFAULT.const_weight,
+        help="soft target with --weight-mode const",
+    )
+    loss.add_argument(
+        "--temperature", type=float, default=DEFAULT.temperature, help="softmax temperature"
+    )
+    loss.add_argument("--lr", type=float, default=DEFAULT.lr, help="Adam learning rate")
+    loss.add_argument(
+        "--weight-decay", type=float, default=DEFAULT.weight_decay, help="Adam weight decay"
+    )
+    data = train.add_argument_group("data and augmentation")
+    data.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT.batch_size,
+        help="clips per step on each process (2 views each)",
+    )
+    data.add_argument(
+        "--chunk-size",
+        type=int,
+        default=None,
+        help="views per encoder forward (gradient caching); none: all at once",
+    )
+    data.add_argument(
+        "--num-workers", type=int, default=DEFAULT.num_workers, help="DataLoader workers"
+    )
+    data.add_argument(
+        "--backend",
+        choices=("auto", "decord", "pyav"),
+        default=DEFAULT.backend,
+        help="video decoder",
+    )
+    data.add_argument(
+        "--cache", action="store_true", help="keep decoded clips in memory (small data)"
+    )
+    data.add_argument(
+        "--speeds",
+        type=_speeds,
+        default=DEFAULT_AUG.speeds,
+        help="augmented playback speeds, comma-separated",
+    )
+    data.add_argument(
+        "--speed-sampling",
+        choices=("per_sample", "per_batch"),
+        default=DEFAULT_AUG.speed_sampling,
+        help="one augmented speed per clip or per batch",
+    )
+    data.add_argument(
+        "--audio-mode",
+        choices=("resample", "time_stretch"),
+        default=DEFAULT_AUG.audio_mode,
+        help="resample raises the pitch with the speed (the paper); time_stretch keeps it",
+    )
+    data.add_argument(
+        "--missing-audio",
+        choices=("error", "zeros"),
+        default=DEFAULT_AUG.missing_audio,
+        help="clips without an audio stream: fail, or use silence",
+    )
+    for flag, kind, help_text in (
+        ("--num-frames", int, "frames per view"),
+        ("--frame-rate", float, "base frame rate of a speed-1 view (fps)"),
+        ("--audio-duration", float, "seconds of audio per view"),
+        ("--sample-rate", int, "audio sample rate (Hz)"),
+        ("--n-fft", int, "FFT size of the log-spectrogram"),
+        ("--crop-size", int, "spatial crop (pixels)"),
+    ):
+        dest = flag[2:].replace("-", "_")
+        data.add_argument(flag, type=kind, default=getattr(DEFAULT_AUG, dest), help=help_text)
+    train.set_defaults(handler=_train)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser, subparsers = build_package_parser(
         METHOD,
-        "Speed co-augmentation + SoftInfoNCE audio-visual pre-training.",
+        "Speed co-augmentation + SoftInfoNCE audio-visual pre-training "
+        "(Wang et al., arXiv:2309.13942).",
         ["softinfonce info", "softinfonce demo --quick"],
     )
 
-    gen = _sub(
+    gen = add_command(
         subparsers,
         "generate",
-        "write synthetic mp4 clips (moving bar + tone), resumable and sharded",
-        "softinfonce generate --output-dir clips --split train --num-clips 64",
-        "softinfonce generate --output-dir clips --split test --num-clips 32 --speeds 1.5,2.5 --shard 0/2",
+        help="write synthetic mp4 clips (coloured objects with harmonic sounds), resumable and "
+        "sharded",
+        examples=[
+            "softinfonce generate --output-dir clips --split train --num-clips 64",
+            "softinfonce generate --output-dir clips --split test --num-clips 32 "
+            "--speeds 1.5,2.5 --shard 0/2",
+        ],
     )
-    gen.add_argument("--output-dir", type=Path, required=True)
-    gen.add_argument("--split", default="train")
-    gen.add_argument("--num-clips", type=int, default=64)
-    gen.add_argument("--num-classes", type=int, default=4)
-    gen.add_argument("--duration", type=float, default=4.5)
-    gen.add_argument("--size", type=int, default=32)
-    gen.add_argument("--sample-rate", type=int, default=8000)
+    gen.add_argument("--output-dir", type=Path, required=True, help="root of the clip folders")
+    gen.add_argument("--split", default="train", help="split folder to write")
+    gen.add_argument("--num-clips", type=int, default=64, help="clips in the split")
     gen.add_argument(
-        "--speeds", type=_speeds, default=(1.0,), help="playback speeds the clips are recorded at"
+        "--num-classes", type=int, default=4, help="classes: identities x {slow, fast} (max 8)"
     )
-    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--duration", type=float, default=4.5, help="seconds per clip")
+    gen.add_argument("--size", type=int, default=32, help="frame size (pixels, even)")
+    gen.add_argument("--sample-rate", type=int, default=8000, help="audio sample rate (Hz)")
+    gen.add_argument(
+        "--speeds",
+        type=_speeds,
+        default=(1.0,),
+        help="playback speeds the clips are recorded at (one drawn per clip)",
+    )
+    gen.add_argument("--seed", type=int, default=0, help="random seed of the clip parameters")
     gen.add_argument(
         "--shard", type=_shard, default=(0, 1), help="i/n: write every n-th clip from i"
     )
     gen.set_defaults(handler=_generate)
 
-    train = _sub(
-        subparsers,
-        "train",
-        "pre-train (runs unchanged under torchrun: DDP, gloo on CPU)",
-        "softinfonce train --data-root clips --arch mlp --crop-size 16 --num-frames 8 --max-steps 20 --batch-size 8",
-        "torchrun --nproc_per_node 2 -m softinfonce.cli train --data-root clips --arch tiny --batch-size 8 --max-steps 10",
-    )
-    _add_data_flags(train)
-    train.add_argument(
-        "--config", type=Path, help="config.json of an earlier run (flags override it)"
-    )
-    train.add_argument("--output-dir", type=Path, default=Path("runs/softinfonce/train"))
-    train.add_argument(
-        "--arch",
-        choices=("avid", "tiny", "mlp"),
-        default=None,
-        help="avid = R(2+1)D-18 + Conv2D-10",
-    )
-    train.add_argument("--vanilla", action="store_true", help="no speed view: vanilla AV InfoNCE")
-    train.add_argument(
-        "--cache", action="store_true", help="keep decoded clips in memory (small data)"
-    )
-    train.add_argument("--device", default=None)
-    for flag, kind in (
-        ("batch-size", int),
-        ("epochs", int),
-        ("max-steps", int),
-        ("lr", float),
-        ("temperature", float),
-        ("num-workers", int),
-        ("seed", int),
-        ("const-weight", float),
-        ("chunk-size", int),
-        ("num-frames", int),
-        ("frame-rate", float),
-        ("audio-duration", float),
-        ("sample-rate", int),
-        ("n-fft", int),
-        ("crop-size", int),
-    ):
-        train.add_argument(f"--{flag}", type=kind, default=None)
-    train.add_argument("--weight-mode", choices=("feature", "ratio", "const", "zero"), default=None)
-    train.add_argument(
-        "--precision",
-        choices=("auto", "fp32", "bf16", "fp16"),
-        default=None,
-        help="autocast: auto = bf16 on GPU, fp32 on CPU; fp16 (GPU) uses a GradScaler",
-    )
-    train.add_argument("--speeds", type=_speeds, default=None, help="augmented speeds, e.g. 2,3,4")
-    train.add_argument("--backend", choices=("auto", "decord", "pyav"), default=None)
-    train.add_argument("--missing-audio", choices=("error", "zeros"), default=None)
-    train.add_argument("--speed-sampling", choices=("per_sample", "per_batch"), default=None)
-    train.add_argument("--audio-mode", choices=("resample", "time_stretch"), default=None)
-    train.set_defaults(handler=_train)
+    _add_train_parser(subparsers)
 
-    extract = _sub(
+    extract = add_command(
         subparsers,
         "extract",
-        "embed clips with a trained model (sharded, resumable chunks)",
-        "softinfonce extract --checkpoint runs/softinfonce/train --data-root clips --split test --output-dir feats/test",
-        "softinfonce extract --checkpoint runs/softinfonce/train --csv list.csv --output-dir feats --shard 1/4",
+        help="embed clips with a trained model (sharded, resumable chunks)",
+        examples=[
+            "softinfonce extract --checkpoint runs/pretrain --data-root clips --split test "
+            "--output-dir feats/test",
+            "softinfonce extract --checkpoint runs/pretrain --csv list.csv --output-dir feats "
+            "--shard 1/4",
+        ],
     )
     _add_data_flags(extract)
     extract.add_argument(
-        "--checkpoint", type=Path, required=True, help="folder with model.safetensors + config.json"
+        "--checkpoint",
+        type=Path,
+        required=True,
+        help="run folder with model.safetensors + config.json",
     )
-    extract.add_argument("--output-dir", type=Path, required=True)
-    extract.add_argument("--shard", type=_shard, default=(0, 1))
-    extract.add_argument("--chunk-size", type=int, default=64)
-    extract.add_argument("--eval-speed", type=float, default=1.0)
-    extract.add_argument("--backend", choices=("auto", "decord", "pyav"), default="auto")
-    extract.add_argument("--device", default="cpu")
+    extract.add_argument("--output-dir", type=Path, required=True, help="feature folder")
+    extract.add_argument("--shard", type=_shard, default=(0, 1), help="i/n: every n-th chunk")
+    extract.add_argument("--chunk-size", type=int, default=64, help="clips per saved chunk")
+    extract.add_argument(
+        "--eval-speed", type=float, default=1.0, help="playback speed of the embedded view"
+    )
+    extract.add_argument(
+        "--backend", choices=("auto", "decord", "pyav"), default="auto", help="video decoder"
+    )
+    extract.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     extract.set_defaults(handler=_extract)
 
-    evaluate = _sub(
+    evaluate = add_command(
         subparsers,
         "eval",
-        "linear probe, video retrieval top-k and video->audio R@k from extracted features",
-        "softinfonce eval --train-features feats/train --test-features feats/test",
-        "softinfonce eval --train-features feats/ucf_train --test-features feats/ucf_test -q",
+        help="linear probe, video retrieval top-k and video->audio R@k from extracted features",
+        examples=[
+            "softinfonce eval --train-features feats/train --test-features feats/test",
+            "softinfonce eval --train-features feats/ucf_train --test-features feats/ucf_test -q",
+        ],
     )
-    evaluate.add_argument("--train-features", type=Path, required=True)
-    evaluate.add_argument("--test-features", type=Path, required=True)
+    evaluate.add_argument(
+        "--train-features", type=Path, required=True, help="features of the training clips"
+    )
+    evaluate.add_argument(
+        "--test-features", type=Path, required=True, help="features of the test clips"
+    )
     evaluate.set_defaults(handler=_evaluate)
 
-    convert = _sub(
+    convert = add_command(
         subparsers,
         "convert",
-        "AVID checkpoint (.pth) -> model.safetensors + config.json",
-        "softinfonce convert --checkpoint avid_kinetics.pth.tar --output-dir avid_init",
-        "softinfonce convert --checkpoint checkpoint.pth.tar --output-dir init -v",
+        help="AVID checkpoint (.pth) -> model.safetensors + config.json",
+        examples=[
+            "softinfonce convert --checkpoint avid_kinetics.pth.tar --output-dir avid_init",
+            "softinfonce convert --checkpoint checkpoint.pth.tar --output-dir init --overwrite",
+        ],
     )
-    convert.add_argument("--checkpoint", type=Path, required=True)
-    convert.add_argument("--output-dir", type=Path, required=True)
+    convert.add_argument("--checkpoint", type=Path, required=True, help="AVID .pth file")
+    convert.add_argument("--output-dir", type=Path, required=True, help="folder to write")
+    convert.add_argument(
+        "--overwrite", action="store_true", help="replace weights already in --output-dir"
+    )
+    convert.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="unpickle the whole file, running code stored in it; only for files from a "
+        "source you trust",
+    )
     convert.set_defaults(handler=_convert)
     return parser
 

@@ -11,12 +11,13 @@ not renormalised (label mass 1 + w), as in SNCLR. ``w`` is always computed witho
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+from softinfonce.config import WEIGHT_MODES, WeightMode
 
 __all__ = [
     "WeightMode",
@@ -28,9 +29,6 @@ __all__ = [
     "LossOutput",
     "gather_with_grad",
 ]
-
-WeightMode = Literal["feature", "ratio", "const", "zero"]
-WEIGHT_MODES = ("feature", "ratio", "const", "zero")
 
 
 def soft_target_cross_entropy(
@@ -61,21 +59,25 @@ def partial_pair_weights(
 
     ``feature``: ``max(0, cos)`` between the two views' embeddings of the *candidate* modality
     (for v->a: the audio of view i and the audio of view j); ``ratio``: ``min(s)/max(s)``;
-    ``const``: ``const``; ``zero``: 0. The caller keeps only the partial pairs.
+    ``const``: ``const``; ``zero``: 0. The caller keeps only the partial pairs. The weights have
+    the dtype and device of ``anchor_modality`` (the embeddings), whatever the dtype of the speeds.
     """
+    dtype, device = anchor_modality.dtype, anchor_modality.device
+    rows_count, cols_count = speeds_rows.shape[0], speeds_cols.shape[0]
     if mode == "feature":
-        a = F.normalize(anchor_modality.detach().float(), dim=-1)
-        b = F.normalize(candidate_modality.detach().float(), dim=-1)
+        a = F.normalize(anchor_modality.detach(), dim=-1)
+        b = F.normalize(candidate_modality.detach().to(dtype), dim=-1)
         return (a @ b.T).clamp_(min=0.0)
-    rows, cols = speeds_rows.float()[:, None], speeds_cols.float()[None, :]
     if mode == "ratio":
+        rows = speeds_rows.to(device=device, dtype=dtype)[:, None]
+        cols = speeds_cols.to(device=device, dtype=dtype)[None, :]
         return torch.minimum(rows, cols) / torch.maximum(rows, cols)
     if mode == "const":
         if not 0.0 <= const <= 1.0:
             raise ValueError(f"const weight must be in [0, 1], got {const}")
-        return torch.full((rows.shape[0], cols.shape[1]), float(const), device=rows.device)
+        return torch.full((rows_count, cols_count), float(const), dtype=dtype, device=device)
     if mode == "zero":
-        return torch.zeros(rows.shape[0], cols.shape[1], device=rows.device)
+        return torch.zeros(rows_count, cols_count, dtype=dtype, device=device)
     raise ValueError(f"weight mode must be one of {WEIGHT_MODES}, got {mode!r}")
 
 
@@ -87,12 +89,13 @@ def soft_targets(
     weights: torch.Tensor,
     normalize: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(targets, positive mask, partial mask)``, each ``(M_rows, M_cols)``."""
+    """``(targets, positive mask, partial mask)``, each ``(M_rows, M_cols)``; targets take the
+    dtype of ``weights``."""
     same_clip = clip_rows[:, None] == clip_cols[None, :]
     same_view = view_rows[:, None] == view_cols[None, :]
     positive = same_clip & same_view
     partial = same_clip & ~same_view
-    targets = positive.float() + partial.float() * weights
+    targets = positive.to(weights.dtype) + partial.to(weights.dtype) * weights
     if normalize:
         targets = targets / targets.sum(dim=-1, keepdim=True).clamp_min(1e-12)
     return targets, positive, partial
@@ -161,6 +164,9 @@ def soft_info_nce(
 ) -> LossOutput:
     """Symmetric SoftInfoNCE. ``z_video, z_audio: (M, D)``; ``clip_ids, view_ids, speeds: (M,)``.
 
+    Computed in the dtype and on the device of the embeddings (weights, targets and temperature
+    included), so float64 inputs give a float64 loss and bfloat16 inputs a bfloat16 one.
+
     Under ``torch.distributed`` (and ``gather=True``) the candidates are the embeddings of all
     ranks and the anchors are this rank's rows; clip ids must be global.
     """
@@ -174,8 +180,14 @@ def soft_info_nce(
             raise ValueError(f"{name} must have shape ({m},), got {tuple(t.shape)}")
     if weight_mode not in WEIGHT_MODES:
         raise ValueError(f"weight_mode must be one of {WEIGHT_MODES}, got {weight_mode!r}")
+    if z_video.dtype != z_audio.dtype:
+        raise ValueError(
+            f"z_video and z_audio must share a dtype, got {z_video.dtype} and {z_audio.dtype}"
+        )
     zv = F.normalize(z_video, dim=-1)
     za = F.normalize(z_audio, dim=-1)
+    # The temperature follows the embeddings (a learnable one keeps its own dtype as a parameter).
+    tau = temperature.to(zv) if isinstance(temperature, torch.Tensor) else temperature
     use_gather = (
         gather and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
     )
@@ -191,7 +203,7 @@ def soft_info_nce(
         same_rows: torch.Tensor,
         same_cols: torch.Tensor,
     ):
-        logits = anchor @ candidates.T / temperature
+        logits = anchor @ candidates.T / tau
         w = partial_pair_weights(
             weight_mode, same_rows, same_cols, speeds, speeds_all, const_weight
         )

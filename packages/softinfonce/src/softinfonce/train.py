@@ -1,45 +1,36 @@
-"""Pre-training loop: speed co-augmented clips -> both encoders -> SoftInfoNCE.
+"""What is specific to the paper's pre-training: speed co-augmented clips -> both encoders ->
+SoftInfoNCE, as a :class:`papers_shared.trainer.TrainTask`.
 
-Runs unchanged as one process or under ``torchrun`` (DDP; gloo on CPU, NCCL on GPU): each rank
-reads its share of clips (``DistributedSampler``), the loss gathers the embeddings of all ranks,
-clip ids are the data set's global indices, and rank 0 writes the checkpoint.
+The loop, DDP (``torchrun`` / ``accelerate launch``; gloo on CPU), precision
+(``auto | fp32 | bf16 | fp16``), checkpoint/resume, the run-folder rules and the handling of
+non-finite losses come from :class:`papers_shared.trainer.Trainer`. Here: the model, Adam, the
+co-augmented data, the loss of one batch (with the embeddings of all ranks gathered, clip ids being
+the data set's global indices) and optional chunked encoder forwards.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import time
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, RandomSampler
 
-from papers_shared.checkpoint import save_safetensors
-from papers_shared.distributed import (
-    DistContext,
-    all_reduce_mean,
-    autocast,
-    init_distributed,
-    unwrap_model,
-    wrap_ddp,
-)
-from papers_shared.progress import progress_bar
-from papers_shared.seeding import seed_everything
-from softinfonce.augment import CoAugConfig
+from papers_shared.trainer import StepOutput, Trainer, TrainerConfig, TrainTask
+from softinfonce.config import ModelConfig, PretrainConfig
 from softinfonce.data.datasets import (
     ClipRecord,
     SpeedBatchSampler,
     SpeedCoAugDataset,
     collate_views,
 )
-from softinfonce.decode import VideoBackend
-from softinfonce.losses import LossOutput, SoftInfoNCELoss, WeightMode
+from softinfonce.losses import LossOutput, SoftInfoNCELoss
 from softinfonce.models.avid import AVModel, ProjectionHead, create_av_model
 from softinfonce.models.tiny import MLPEncoder
 
@@ -47,107 +38,19 @@ __all__ = [
     "ModelConfig",
     "PretrainConfig",
     "PretrainResult",
-    "Precision",
-    "autocast_dtype",
+    "SoftInfoNCETask",
     "build_model",
-    "forward_backward",
+    "encode_views",
+    "batch_loss",
     "pretrain",
-    "train_step",
 ]
-
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class ModelConfig:
-    """Encoder sizes; the defaults are AVID's R(2+1)D-18 + Conv2D-10 + 512-512-128 heads.
-
-    ``arch="mlp"`` swaps both backbones for tiny 2-layer MLPs (CPU demos and tests). With
-    ``arch="avid"``, ``audio_arch="resnet18"`` / ``video_arch="torchvision"`` swap in the optional
-    torchvision nets (:mod:`softinfonce.models.torchvision_nets`, imported only then).
-    """
-
-    arch: Literal["avid", "mlp"] = "avid"
-    video_arch: Literal["avid", "torchvision"] = "avid"
-    audio_arch: Literal["conv2d10", "resnet18"] = "conv2d10"
-    mlp_hidden: int = 256
-    mlp_features: int = 128
-    video_depth: int = 18
-    video_widths: tuple[int, ...] = (64, 128, 256, 512)
-    audio_widths: tuple[int, ...] = (64, 128, 256, 512)
-    head_dims: tuple[int, ...] = (512, 512, 128)
-    use_output_bn: bool = False  # not AVID's; helps tiny from-scratch runs (see ProjectionHead)
-
-
-@dataclass
-class PretrainConfig:
-    """Everything one pre-training run needs; saved as ``config.json`` beside the weights."""
-
-    augment: CoAugConfig = field(default_factory=CoAugConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    temperature: float = 0.07  # [UNVERIFIED] AVID
-    learnable_temperature: bool = False
-    weight_mode: WeightMode = "feature"  # [UNVERIFIED]
-    const_weight: float = 0.5
-    normalize_targets: bool = False
-    lr: float = 2e-4  # Adam, AVID Kinetics config [UNVERIFIED]
-    weight_decay: float = 1e-5
-    batch_size: int = 256  # clips per step over all ranks (2x views)
-    epochs: int = 30
-    max_steps: int | None = None
-    num_workers: int = 2
-    backend: VideoBackend = "auto"
-    cache_decoded: bool = False
-    # "auto": bf16 autocast on GPU, fp32 on CPU; "bf16" also on CPU; "fp16" (GPU) adds a GradScaler
-    precision: Precision = "auto"
-    # views per encoder forward; None = all 2N views at once (see forward_backward)
-    chunk_size: int | None = None
-    seed: int = 0
-    log_every: int = 10
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 2:
-            raise ValueError(
-                f"batch_size must be >= 2 (negatives come from the batch), got {self.batch_size}"
-            )
-        if self.lr <= 0 or self.epochs < 1:
-            raise ValueError("lr and epochs must be positive")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise ValueError(
-                f"precision must be 'auto', 'fp32', 'bf16' or 'fp16', got {self.precision!r}"
-            )
-        if self.chunk_size is not None and self.chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1 or None, got {self.chunk_size}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> PretrainConfig:
-        data = dict(data)
-        if "mixed_precision" in data:  # config.json files written before 'precision'
-            data.setdefault("precision", "auto" if data.pop("mixed_precision") else "fp32")
-        augment = CoAugConfig(**_tuples(data.pop("augment", {})))
-        model = ModelConfig(**_tuples(data.pop("model", {})))
-        return cls(augment=augment, model=model, **data)
-
-
-def _tuples(data: dict) -> dict:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-
-
-@dataclass
-class PretrainResult:
-    model: AVModel
-    history: list[dict[str, float]]
-    steps: int
-    seconds: float
-
-
-def build_model(config: ModelConfig, augment: CoAugConfig | None = None) -> AVModel:
-    """The AV model of ``config``; ``arch="mlp"`` needs ``augment`` for the input shapes."""
+def build_model(config: ModelConfig, augment: Any = None) -> AVModel:
+    """The AV model of ``config``; ``arch="mlp"`` needs ``augment`` (a ``CoAugConfig``) for the
+    input shapes."""
     if config.arch == "avid":
         model = create_av_model(
             config.video_depth,
@@ -169,7 +72,7 @@ def build_model(config: ModelConfig, augment: CoAugConfig | None = None) -> AVMo
     )
     return AVModel(
         video,
-        audio,  # type: ignore[arg-type]
+        audio,
         ProjectionHead(config.mlp_features, config.head_dims, config.use_output_bn),
         ProjectionHead(config.mlp_features, config.head_dims, config.use_output_bn),
     )
@@ -177,34 +80,119 @@ def build_model(config: ModelConfig, augment: CoAugConfig | None = None) -> AVMo
 
 def _swap_torchvision_nets(model: AVModel, config: ModelConfig) -> AVModel:
     """Replace AVID's backbones by the optional torchvision ones that ``config`` names."""
-    if config.video_arch not in ("avid", "torchvision"):
-        raise ValueError(f"video_arch must be 'avid' or 'torchvision', got {config.video_arch!r}")
-    if config.audio_arch not in ("conv2d10", "resnet18"):
-        raise ValueError(f"audio_arch must be 'conv2d10' or 'resnet18', got {config.audio_arch!r}")
     if config.video_arch == "avid" and config.audio_arch == "conv2d10":
         return model
     from softinfonce.models.torchvision_nets import AudioResNet18, TorchvisionR2Plus1D18
 
     if config.video_arch == "torchvision":
-        model.video_model = TorchvisionR2Plus1D18()  # type: ignore[assignment]
+        model.video_model = TorchvisionR2Plus1D18()
         model.video_proj = ProjectionHead(512, config.head_dims, config.use_output_bn)
     if config.audio_arch == "resnet18":
-        model.audio_model = AudioResNet18()  # type: ignore[assignment]
+        model.audio_model = AudioResNet18()
         model.audio_proj = ProjectionHead(512, config.head_dims, config.use_output_bn)
     return model
 
 
-def autocast_dtype(precision: Precision, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of ``precision`` on ``device`` (None: full fp32)."""
-    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
-        return None
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError("precision='fp16' (autocast + GradScaler) needs a CUDA device; use bf16")
-    return torch.float16 if precision == "fp16" else torch.bfloat16
+# ------------------------------------------------------------------------- chunked forwards
+def _chunks(views: int, chunk_size: int) -> list[slice]:
+    """``ceil(views / chunk_size)`` slices of near-equal size (no one-view chunk when avoidable:
+    BatchNorm)."""
+    count = -(-views // chunk_size)
+    bounds = [views * i // count for i in range(count + 1)]
+    return [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None):  # noqa: ANN202
-    return autocast(device, dtype is not None, dtype or torch.bfloat16, allow_cpu=True)
+def _batchnorm_buffers(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(buffer, saved copy) of every BatchNorm running statistic, to undo a forward's update."""
+    return [
+        (buffer, buffer.detach().clone())
+        for module in model.modules()
+        if isinstance(module, nn.modules.batchnorm._BatchNorm)
+        for buffer in module.buffers()
+    ]
+
+
+class _ChunkedEncode(torch.autograd.Function):
+    """All views' embeddings at the memory cost of one chunk (gradient caching).
+
+    Forward: every chunk through the model without a graph (BatchNorm statistics restored
+    afterwards). Backward: each chunk again, with a graph, back-propagated at once with its slice
+    of the incoming gradient, so only one chunk's activations are alive at a time. Parameter
+    gradients accumulate directly into ``.grad`` (as in re-entrant activation checkpointing); under
+    DDP every chunk but the last runs inside ``no_sync``, so gradients are all-reduced once.
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        model: nn.Module,
+        chunk_size: int,
+        video: torch.Tensor,
+        audio: torch.Tensor,
+        anchor: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx.model, ctx.chunks = model, _chunks(video.shape[0], chunk_size)
+        ctx.autocast = _autocast_state(video.device)
+        ctx.save_for_backward(video, audio)
+        saved = _batchnorm_buffers(model)
+        with torch.no_grad():
+            pairs = [model(video[c], audio[c]) for c in ctx.chunks]
+            for buffer, copy in saved:
+                buffer.copy_(copy)
+        return torch.cat([v for v, _ in pairs]), torch.cat([a for _, a in pairs])
+
+    @staticmethod
+    def backward(ctx: Any, grad_video: torch.Tensor, grad_audio: torch.Tensor):  # type: ignore[override]  # noqa: ANN205
+        video, audio = ctx.saved_tensors
+        model = ctx.model
+        device_type, enabled, dtype = ctx.autocast
+        for index, chunk in enumerate(ctx.chunks):
+            last = index == len(ctx.chunks) - 1
+            sync = model.no_sync() if not last and hasattr(model, "no_sync") else nullcontext()
+            with sync, torch.enable_grad():
+                with torch.autocast(device_type, dtype=dtype, enabled=enabled):
+                    part_video, part_audio = model(video[chunk], audio[chunk])
+                torch.autograd.backward(
+                    (part_video, part_audio),
+                    (
+                        grad_video[chunk].to(part_video.dtype),
+                        grad_audio[chunk].to(part_audio.dtype),
+                    ),
+                )
+        return None, None, None, None, None
+
+
+def _autocast_state(device: torch.device) -> tuple[str, bool, torch.dtype]:
+    device_type = "cuda" if device.type == "cuda" else "cpu"
+    return (
+        device_type,
+        torch.is_autocast_enabled(device_type),
+        torch.get_autocast_dtype(device_type),
+    )
+
+
+def encode_views(
+    model: nn.Module,
+    video: torch.Tensor,
+    audio: torch.Tensor,
+    chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Head outputs ``(z_video, z_audio)``, each ``(V, D)``, of ``video (V, 3, T, H, W)`` and
+    ``audio (V, 1, time, freq)``.
+
+    ``chunk_size=None`` runs one forward per modality over all V views. With ``chunk_size=k`` the
+    views go through the encoders at most k at a time, twice (gradient caching, see
+    :class:`_ChunkedEncode`): loss and gradients equal the unchunked ones for encoders that treat
+    samples independently, and only one chunk's activations are alive at a time. Train-mode
+    BatchNorm normalises each chunk with its own statistics (as per-GPU BN does under DDP); its
+    running statistics are updated once per chunk, by the second pass only.
+    """
+    if chunk_size is None or chunk_size >= video.shape[0] or not torch.is_grad_enabled():
+        return model(video, audio)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    anchor = torch.zeros((), device=video.device, requires_grad=True)
+    return _ChunkedEncode.apply(model, chunk_size, video, audio, anchor)
 
 
 def _full(tensor: torch.Tensor) -> torch.Tensor:
@@ -212,250 +200,150 @@ def _full(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
 
 
-def _batchnorm_buffers(model: torch.nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(buffer, saved copy) of every BatchNorm running statistic, to undo a forward's update."""
-    return [
-        (buffer, buffer.detach().clone())
-        for module in model.modules()
-        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
-        for buffer in module.buffers()
-    ]
-
-
-def forward_backward(
-    model: torch.nn.Module,
+def batch_loss(
+    model: nn.Module,
     loss_fn: SoftInfoNCELoss,
     batch: dict[str, torch.Tensor],
-    device: torch.device,
     *,
     chunk_size: int | None = None,
-    dtype: torch.dtype | None = None,
-    scaler: torch.amp.GradScaler | None = None,
 ) -> LossOutput:
-    """Forward all views, compute the loss and accumulate its gradients into ``.grad``.
-
-    ``chunk_size=None`` runs one forward per modality over all 2N views. With ``chunk_size=k``
-    the views go through the encoders at most k at a time (in near-equal chunks), twice
-    (gradient caching): first without a
-    graph to get every embedding, then the loss over all 2N embeddings gives d loss / d embedding,
-    and each chunk is re-run with a graph and back-propagated with its slice of that gradient.
-    Only one chunk's activations are alive at a time, and the loss (every candidate, the
-    feature weights, the cross-rank gather) is the one of the full batch, so loss and gradients
-    equal the unchunked step for encoders that treat samples independently. BatchNorm layers in
-    training mode normalise each chunk with its own statistics (as per-GPU BN does under DDP);
-    their running statistics are updated once per chunk, by the second pass only.
-    """
+    """SoftInfoNCE of one collated batch (2N views, see ``collate_views``); backward is the
+    caller's. Under autocast the encoders run in low precision and the loss in float32."""
+    device = next(model.parameters()).device
     video = batch["video"].to(device, non_blocking=True)
     audio = batch["audio"].to(device, non_blocking=True)
-    labels = (
-        batch["clip_ids"].to(device),
-        batch["view_ids"].to(device),
-        batch["speeds"].to(device),
-    )
-
-    def scaled(loss: torch.Tensor) -> torch.Tensor:
-        return scaler.scale(loss) if scaler is not None else loss
-
-    views = video.shape[0]
-    if chunk_size is None or chunk_size >= views:
-        with _autocast(device, dtype):
-            z_video, z_audio = model(video, audio)  # one forward per modality over all views
-        out = loss_fn(_full(z_video), _full(z_audio), *labels)
-        scaled(out.loss).backward()
-        return out
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    # ceil(views / chunk_size) chunks of near-equal size (none of one view when avoidable: BN)
-    count = -(-views // chunk_size)
-    bounds = [views * i // count for i in range(count + 1)]
-    chunks = [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
-    saved = _batchnorm_buffers(model)
-    with torch.no_grad(), _autocast(device, dtype):
-        pairs = [model(video[c], audio[c]) for c in chunks]
-    for buffer, copy in saved:
-        buffer.copy_(copy)
-    z_video = _full(torch.cat([v for v, _ in pairs])).requires_grad_(True)
-    z_audio = _full(torch.cat([a for _, a in pairs])).requires_grad_(True)
-    out = loss_fn(z_video, z_audio, *labels)
-    scaled(out.loss).backward()  # fills z.grad and the loss's own parameters (temperature)
-    grad_video, grad_audio = z_video.grad, z_audio.grad
-    for index, chunk in enumerate(chunks):
-        # Under DDP, gradients are all-reduced once, after the last chunk.
-        last = index == len(chunks) - 1
-        sync = nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
-        with sync:
-            with _autocast(device, dtype):
-                part_video, part_audio = model(video[chunk], audio[chunk])
-            surrogate = (_full(part_video) * grad_video[chunk]).sum() + (
-                _full(part_audio) * grad_audio[chunk]
-            ).sum()
-            surrogate.backward()
-    return out
-
-
-def train_step(
-    model: torch.nn.Module,
-    loss_fn: SoftInfoNCELoss,
-    optimizer: torch.optim.Optimizer,
-    batch: dict[str, torch.Tensor],
-    device: torch.device,
-    precision: Precision = "auto",
-    *,
-    chunk_size: int | None = None,
-    scaler: torch.amp.GradScaler | None = None,
-) -> dict[str, float]:
-    """One optimiser step on a collated batch of views; returns the logged numbers.
-
-    ``precision`` picks autocast (see :func:`autocast_dtype`); with ``"fp16"`` pass a
-    ``torch.amp.GradScaler``. ``chunk_size`` splits the encoder forwards (see
-    :func:`forward_backward`).
-    """
-    dtype = autocast_dtype(precision, device)
-    if dtype == torch.float16 and scaler is None:
-        raise ValueError("precision='fp16' needs a torch.amp.GradScaler (scaler=...)")
-    optimizer.zero_grad(set_to_none=True)
-    out = forward_backward(
-        model, loss_fn, batch, device, chunk_size=chunk_size, dtype=dtype, scaler=scaler
-    )
-    if scaler is not None:
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        optimizer.step()
-    return {
-        "loss": float(out.loss.detach()),
-        "mean_w": out.mean_weight,
-        "pos_acc": out.positive_accuracy,
-        "candidates": float(out.num_candidates),
-    }
-
-
-def _loader(
-    dataset: SpeedCoAugDataset, config: PretrainConfig, ctx: DistContext, local_batch: int
-) -> DataLoader:
-    generator = torch.Generator().manual_seed(config.seed)
-    if ctx.is_distributed:
-        sampler = DistributedSampler(
-            dataset, ctx.world_size, ctx.rank, shuffle=True, seed=config.seed, drop_last=True
+    z_video, z_audio = encode_views(model, video, audio, chunk_size)
+    # The loss runs outside autocast, in float32 (or the embeddings' own wider dtype).
+    with torch.autocast(device.type, enabled=False):
+        return loss_fn(
+            _full(z_video),
+            _full(z_audio),
+            batch["clip_ids"].to(device),
+            batch["view_ids"].to(device),
+            batch["speeds"].to(device),
         )
-    else:
-        sampler = RandomSampler(dataset, generator=generator)
-    common = {
-        "num_workers": config.num_workers,
-        "collate_fn": collate_views,
-        "persistent_workers": config.num_workers > 0,
-        "generator": generator,
-    }
-    if config.augment.speed_sampling == "per_batch":
-        batches = SpeedBatchSampler(sampler, local_batch, config.augment.speeds, config.seed)
-        return DataLoader(dataset, batch_sampler=batches, **common)
-    return DataLoader(dataset, batch_size=local_batch, sampler=sampler, drop_last=True, **common)
+
+
+# ------------------------------------------------------------------------------------ task
+class SoftInfoNCETask(TrainTask):
+    """Speed co-augmented audio-visual pre-training with SoftInfoNCE, for the shared trainer.
+
+    ``batch_size`` in ``config`` is per process (the trainer's rule), so the global batch is
+    ``batch_size * world_size`` clips, i.e. twice as many views. ``decoded_from`` lends the decoded
+    files of another data set over the same records (``cache_decoded=True``), so several runs on
+    the same clips decode them once.
+    """
+
+    name = "softinfonce"
+
+    def __init__(
+        self,
+        config: PretrainConfig,
+        records: Sequence[ClipRecord],
+        *,
+        decoded_from: SpeedCoAugDataset | None = None,
+    ) -> None:
+        self.config = config
+        self.records = list(records)
+        self.decoded_from = decoded_from
+        self.loss_fn = SoftInfoNCELoss(
+            temperature=config.temperature,
+            weight_mode=config.weight_mode,
+            const_weight=config.const_weight,
+            normalize_targets=config.normalize_targets,
+            learnable_temperature=config.learnable_temperature,
+        )
+
+    def config_dict(self) -> dict[str, Any]:
+        return self.config.to_dict()
+
+    def build_model(self) -> AVModel:
+        return build_model(self.config.model, self.config.augment)
+
+    def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        device = next(model.parameters()).device
+        self.loss_fn.to(device)
+        extra = list(self.loss_fn.parameters())
+        if extra and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # The temperature is outside the DDP module: average its gradient across ranks here.
+            world = dist.get_world_size()
+            for param in extra:
+                param.register_hook(lambda grad: _all_reduce_mean(grad, world))
+        return torch.optim.Adam(
+            [*model.parameters(), *extra],
+            lr=self.config.lr,
+            weight_decay=self.config.weight_decay,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        cfg = self.config
+        dataset = SpeedCoAugDataset(
+            self.records, cfg.augment, backend=cfg.backend, cache=cfg.cache_decoded
+        )
+        if self.decoded_from is not None:
+            dataset.share_decoded(self.decoded_from)
+        if cfg.cache_decoded:
+            dataset.preload()
+        if len(dataset) < cfg.batch_size:
+            raise ValueError(f"{len(dataset)} clips are fewer than one batch of {cfg.batch_size}")
+        common: dict[str, Any] = {
+            "num_workers": cfg.num_workers,
+            "collate_fn": collate_views,
+            "persistent_workers": cfg.num_workers > 0,
+        }
+        if cfg.augment.speed_sampling == "per_batch":
+            batches = SpeedBatchSampler(
+                RandomSampler(dataset), cfg.batch_size, cfg.augment.speeds, seed=0
+            )
+            return DataLoader(dataset, batch_sampler=batches, **common)
+        return DataLoader(
+            dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True, **common
+        )
+
+    def training_step(self, model: nn.Module, batch: Any, step: int) -> StepOutput:
+        out = batch_loss(model, self.loss_fn, batch, chunk_size=self.config.chunk_size)
+        metrics = {"pos_acc": out.positive_accuracy, "candidates": float(out.num_candidates)}
+        if out.mean_weight == out.mean_weight:  # nan without partial pairs (one view per clip)
+            metrics["mean_w"] = out.mean_weight
+        return StepOutput(out.loss, metrics)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"loss": self.loss_fn.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "loss" in state:
+            self.loss_fn.load_state_dict(state["loss"])
+
+
+def _all_reduce_mean(grad: torch.Tensor, world: int) -> torch.Tensor:
+    grad = grad.clone()
+    dist.all_reduce(grad)
+    return grad / world
+
+
+@dataclass
+class PretrainResult:
+    """The trained model and the trainer's per-epoch history."""
+
+    model: AVModel
+    history: list[dict[str, Any]]
+    run_dir: Path
+    final: dict[str, Any]
 
 
 def pretrain(
     config: PretrainConfig,
     records: Sequence[ClipRecord],
+    trainer_config: TrainerConfig,
     *,
-    output_dir: str | Path | None = None,
-    progress: bool | None = None,
-    device: str | None = None,
+    decoded_from: SpeedCoAugDataset | None = None,
 ) -> PretrainResult:
-    """Pre-train on ``records``; under torchrun ``batch_size`` is split over the ranks."""
-    ctx = init_distributed(device)
-    seed_everything(config.seed + ctx.rank)
-    if config.batch_size % ctx.world_size:
-        raise ValueError(
-            f"batch_size {config.batch_size} is not divisible by world size {ctx.world_size}"
-        )
-    local_batch = config.batch_size // ctx.world_size
-    dataset = SpeedCoAugDataset(
-        records, config.augment, backend=config.backend, cache=config.cache_decoded
-    )
-    if config.cache_decoded:
-        dataset.preload()
-    if len(dataset) < config.batch_size:
-        raise ValueError(f"{len(dataset)} clips are fewer than one batch of {config.batch_size}")
-    loader = _loader(dataset, config, ctx, local_batch)
-    torch.manual_seed(config.seed)  # same initial weights on every rank
-    model = build_model(config.model, config.augment).to(ctx.device)
-    loss_fn = SoftInfoNCELoss(
-        temperature=config.temperature,
-        weight_mode=config.weight_mode,
-        const_weight=config.const_weight,
-        normalize_targets=config.normalize_targets,
-        learnable_temperature=config.learnable_temperature,
-    ).to(ctx.device)
-    ddp_model = wrap_ddp(model, ctx)
-    params = list(model.parameters()) + list(loss_fn.parameters())
-    optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    dtype = autocast_dtype(config.precision, ctx.device)
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    total = config.epochs * len(loader)
-    if config.max_steps is not None:
-        total = min(total, config.max_steps)
-    logger.info(
-        "pre-training %d steps, %d clips/step (%d views), world size %d",
-        total,
-        config.batch_size,
-        config.batch_size * config.augment.view_speeds,
-        ctx.world_size,
-    )
-    history: list[dict[str, float]] = []
-    step, started = 0, time.perf_counter()
-    bar = progress_bar(total=total, enabled=(progress if ctx.is_main else False), desc="pre-train")
-    ddp_model.train()
-    for epoch in range(config.epochs):
-        for holder in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
-            if hasattr(holder, "set_epoch"):
-                holder.set_epoch(epoch)
-        for batch in loader:
-            logs = train_step(
-                ddp_model,
-                loss_fn,
-                optimizer,
-                batch,
-                ctx.device,
-                config.precision,
-                chunk_size=config.chunk_size,
-                scaler=scaler,
-            )
-            step += 1
-            logs = {"step": float(step), **logs, "loss": all_reduce_mean(logs["loss"])}
-            history.append(logs)
-            bar.update(1)
-            if step % config.log_every == 0 or step == total:
-                bar.set_postfix(loss=f"{logs['loss']:.3f}", pos_acc=f"{logs['pos_acc']:.2f}")
-                logger.info(
-                    "step %d loss %.4f mean_w %.3f pos_acc %.3f",
-                    step,
-                    logs["loss"],
-                    logs["mean_w"] if not math.isnan(logs["mean_w"]) else -1,
-                    logs["pos_acc"],
-                )
-            if step >= total:
-                break
-        if step >= total:
-            break
-    bar.close()
-    model = unwrap_model(ddp_model)  # type: ignore[assignment]
-    if output_dir is not None and ctx.is_main:
-        save_pretrained(model, config, output_dir, history)
+    """Pre-train on ``records`` with the shared trainer (see :class:`SoftInfoNCETask`)."""
+    task = SoftInfoNCETask(config, records, decoded_from=decoded_from)
+    result = Trainer(task, trainer_config).fit()
+    model = result.model
+    if not isinstance(model, AVModel):
+        raise TypeError(f"expected the trained AVModel, got {type(model).__name__}")
     return PretrainResult(
-        model=model, history=history, steps=step, seconds=time.perf_counter() - started
+        model=model, history=result.history, run_dir=result.run_dir, final=result.final
     )
-
-
-def save_pretrained(
-    model: AVModel,
-    config: PretrainConfig,
-    output_dir: str | Path,
-    history: list[dict] | None = None,
-) -> Path:
-    """``model.safetensors`` (AVID key names) + ``config.json`` (+ ``history.json``)."""
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_safetensors(model.state_dict(), out / "model.safetensors")
-    (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    if history is not None:
-        (out / "history.json").write_text(json.dumps(history, indent=1) + "\n")
-    return out

@@ -12,7 +12,6 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from softinfonce.audio import LogSpectrogram
 from softinfonce.augment import (
     CoAugConfig,
     EvalTransform,
@@ -21,7 +20,8 @@ from softinfonce.augment import (
     plan_views,
     sample_speed,
 )
-from softinfonce.decode import VideoBackend, probe_video, read_audio, read_frames
+from softinfonce.data.audio import LogSpectrogram
+from softinfonce.data.decode import VideoBackend, probe_video, read_audio, read_frames
 
 __all__ = [
     "ClipRecord",
@@ -226,6 +226,24 @@ class SpeedCoAugDataset(Dataset):
             )
             self._cache[index] = (info.fps, frames, audio, missing)
         return self._cache[index]
+
+    def share_decoded(self, other: SpeedCoAugDataset) -> None:
+        """Use the decoded files of ``other`` (same records, both with ``cache=True``), so data
+        sets with different transforms over the same clips decode each file once."""
+        if not (self.cache and other.cache):
+            raise ValueError("share_decoded needs cache=True on both data sets")
+        if [r.path for r in other.records] != [r.path for r in self.records]:
+            raise ValueError("share_decoded needs data sets over the same records, in order")
+        mine, theirs = self.config, other.config
+        if (mine.sample_rate, mine.decode_size, mine.missing_audio) != (
+            theirs.sample_rate,
+            theirs.decode_size,
+            theirs.missing_audio,
+        ):
+            raise ValueError(
+                "share_decoded needs the same sample_rate, decode_size and missing_audio"
+            )
+        self._cache = other._cache
 
     def preload(self) -> None:
         """Decode every file now (before DataLoader workers fork, so they share the cache)."""

@@ -21,6 +21,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from softinfonce.config import VideoBackend
+
 __all__ = [
     "DecodeError",
     "MissingAudioError",
@@ -35,7 +37,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-VideoBackend = Literal["auto", "decord", "pyav"]
 # decord skips (decodes without converting) gaps of up to this many frames instead of seeking;
 # tuned on 25 fps mpeg4 (GOP 12) and H.264 (GOP 15-250) clips, benchmarks/bench_loader.py.
 DECORD_SEEK_FRAMES = 16
