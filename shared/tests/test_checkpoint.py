@@ -277,6 +277,9 @@ def test_allowed_prefixes_are_tolerated_and_reported():
         (b"version https://git-lfs.github.com/spec/v1\noid sha256:0\n", "Git LFS pointer"),
         (b"", "empty file"),
         (b"\x80\x04garbage that is no pickle", "pickle"),
+        (b"junk", "text file"),
+        (bytes(range(256)) * 3, "binary file"),
+        (b"PK\x03\x04 truncated zip", "zip archive"),
     ],
 )
 def test_not_a_checkpoint_says_what_the_file_is(tmp_path, content, looks_like):
