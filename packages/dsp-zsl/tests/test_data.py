@@ -122,3 +122,31 @@ def test_synthetic_writer_goes_through_the_loader(tmp_path):
     # the given prototypes differ from the hidden true ones (the domain shift)
     cos = (true * data.prototypes).sum(1)
     assert cos.mean() < 0.95
+
+
+@pytest.mark.slow
+def test_extractor_writes_what_the_loader_reads(tmp_path):
+    pytest.importorskip("timm")
+    from dsp_zsl.data.extract import extract_features, write_res101
+    from PIL import Image
+    from scipy.io import savemat
+
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"{i}.png"
+        Image.fromarray((np.random.default_rng(i).random((40, 48, 3)) * 255).astype(np.uint8)).save(
+            p
+        )
+        paths.append(p)
+    feats = extract_features(paths, model_name="resnet18", pretrained=False, image_size=32)
+    assert feats.shape == (3, 512) and feats.dtype == np.float32
+    folder = tmp_path / "EXT"
+    write_res101(folder, feats, [0, 0, 1], [str(p) for p in paths])
+    one = lambda a: (np.asarray(a) + 1).reshape(-1, 1).astype(np.float64)  # noqa: E731
+    savemat(str(folder / "att_splits.mat"), {
+        "att": np.ones((4, 2)), "trainval_loc": one([0, 1]), "test_seen_loc": one([1]),
+        "test_unseen_loc": one([2]),
+    })  # fmt: skip
+    data = load_xlsa17(tmp_path, "EXT", preprocessing=False)
+    np.testing.assert_allclose(data.train_x, feats[:2], rtol=1e-6)
+    np.testing.assert_array_equal(data.unseen_classes, [1])

@@ -162,3 +162,13 @@ def test_enhanced_features_dimension():
     assert _enhance(model, base, x, None, "none").shape == (3, 16)
     cfg, model, base = _tiny(base="tfvaegan")  # + AttDec hidden features, as TF-VAEGAN does
     assert _enhance(model, base, x, None, "v2sm").shape == (3, 16 + 32 + 8)
+
+
+def test_residual_vope_starts_near_identity():
+    torch.manual_seed(0)
+    z = torch.nn.functional.normalize(torch.randn(6, 16), dim=1)
+    near = VOPE(16, residual=True)(z)
+    far = VOPE(16)(z)
+    assert (near - z).norm(dim=1).max() < 0.1
+    assert (far - z).norm(dim=1).mean() > 0.5
+    assert count_parameters(VOPE(16, residual=True)).total == count_parameters(VOPE(16)).total

@@ -109,6 +109,8 @@ class DSPConfig:
     """Plug DSP in (V2SM, VOPE, evolving prototypes); False trains the plain base."""
     v2sm: str = "gated"
     """V2SM architecture: gated (gated residual refine + 3-layer projection) or mlp (AttDec shape)."""
+    vope_residual: bool = False
+    """VOPE adds its output to its input before normalising (starts near the identity)."""
     evolve_mode: str = "direct"
     """direct: Z = VOPE(A_s) every step; recurrent: Z_(k+1) = VOPE(Z_k) once per epoch."""
     alpha: float = 0.5

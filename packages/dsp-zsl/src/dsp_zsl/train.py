@@ -63,6 +63,8 @@ class DSPGenerator(nn.Module):
     """Generator-side modules (``netG``, ``netE``, ``netF``), DSP's ``netV2SM`` / ``netVOPE``
     (absent without DSP) and the prototype ``bank``. This is the model the trainer optimizes."""
 
+    _row: torch.Tensor
+
     def __init__(self, cfg: DSPConfig, modules: dict[str, nn.Module], bank: PrototypeBank) -> None:
         super().__init__()
         self.cfg = cfg
@@ -75,7 +77,7 @@ class DSPGenerator(nn.Module):
             self.netV2SM = create_v2sm(cfg.v2sm, cfg.feature_dim, cfg.att_dim, cfg.hidden_dim)
             from dsp_zsl.models.dsp import VOPE
 
-            self.netVOPE = VOPE(cfg.att_dim)
+            self.netVOPE = VOPE(cfg.att_dim, residual=cfg.vope_residual)
         self.register_buffer("_row", bank.seen_row(), persistent=False)
 
     def rows(self, y: torch.Tensor) -> torch.Tensor:

@@ -218,7 +218,8 @@ class BaseModels:
     """How one base generator is built, trained and sampled (no weights itself).
 
     Subclasses set ``name`` and implement the four methods; ``cfg`` is a
-    :class:`dsp_zsl.config.DSPConfig`.
+    :class:`dsp_zsl.config.DSPConfig`. ``gen`` / ``critic`` are the containers of
+    :mod:`dsp_zsl.train` whose ``net*`` attributes are set at build time (typed ``Any``).
     """
 
     name = "base"
@@ -236,29 +237,29 @@ class BaseModels:
         raise NotImplementedError
 
     def critic_loss(
-        self, gen: nn.Module, critic: nn.Module, x: torch.Tensor, c: torch.Tensor, y: torch.Tensor
+        self, gen: Any, critic: Any, x: torch.Tensor, c: torch.Tensor, y: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss of one critic step (fakes are generated without gradient)."""
         raise NotImplementedError
 
     def generator_loss(
-        self, gen: nn.Module, critic: nn.Module, x: torch.Tensor, c: torch.Tensor, y: torch.Tensor
+        self, gen: Any, critic: Any, x: torch.Tensor, c: torch.Tensor, y: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         """(loss, generated features (B, F) with gradient, metrics) of one generator step; the
         critic side is frozen."""
         raise NotImplementedError
 
-    def synthesize(self, gen: nn.Module, critic: nn.Module, c: torch.Tensor) -> torch.Tensor:
+    def synthesize(self, gen: Any, critic: Any, c: torch.Tensor) -> torch.Tensor:
         """Features (B, F) for conditions c (B, d_a), eval mode, no gradient."""
         raise NotImplementedError
 
-    def classifier_features(self, critic: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    def classifier_features(self, critic: Any, x: torch.Tensor) -> torch.Tensor | None:
         """Extra features the base feeds its final classifier (None: plain x)."""
         return None
 
     # shared pieces -------------------------------------------------------------
     def _wgan_critic(
-        self, critic: nn.Module, x: torch.Tensor, fake: torch.Tensor, c: torch.Tensor
+        self, critic: Any, x: torch.Tensor, fake: torch.Tensor, c: torch.Tensor
     ) -> tuple[torch.Tensor, float, float]:
         cfg = self.cfg
         d_real = critic.netD(x, c).mean()

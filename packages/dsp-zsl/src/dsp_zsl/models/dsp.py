@@ -64,11 +64,13 @@ class VOPE(nn.Module):
     """Visual-oriented prototype evolver, row-wise on a prototype matrix.
 
     h = W_b ReLU(W_a z) (d_a -> 4 d_a -> d_a); g = sigmoid(W_d ReLU(W_c z)) (d_a -> d_a//4 -> d_a);
-    out = normalize(h * g). z: (K, att_dim) -> (K, att_dim).
+    out = normalize(h * g), or normalize(z + h * g) with ``residual`` (starts near the identity,
+    so the prototypes evolve from the given ones). z: (K, att_dim) -> (K, att_dim).
     """
 
-    def __init__(self, att_dim: int) -> None:
+    def __init__(self, att_dim: int, residual: bool = False) -> None:
         super().__init__()
+        self.residual = residual
         if att_dim < 4:
             raise ValueError(f"VOPE needs att_dim >= 4 (gate width att_dim // 4), got {att_dim}")
         self.linear1 = nn.Linear(att_dim, 4 * att_dim)  # W_a
@@ -80,7 +82,7 @@ class VOPE(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.linear2(F.relu(self.linear1(z)))
         g = torch.sigmoid(self.fc2(F.relu(self.fc1(z))))
-        return F.normalize(h * g, dim=-1)
+        return F.normalize(z + h * g if self.residual else h * g, dim=-1)
 
 
 class PrototypeBank(nn.Module):
