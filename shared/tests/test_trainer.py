@@ -364,3 +364,88 @@ def test_accelerate_launch_runs_the_same_script(tmp_path):
     two = torch.load(tmp_path / "acc" / "final.pt")
     one = torch.load(tmp_path / "one" / "final.pt")
     assert same(two, one, atol=1e-5)
+
+
+class WithCritic(Regression):
+    """A second module with its own optimizer, updated twice per batch before the main step."""
+
+    def __init__(self, nan_critic_calls=(), bad_name=False, **kw):
+        super().__init__(**kw)
+        self.nan_critic_calls, self.bad_name = set(nan_critic_calls), bad_name
+        self.critic_calls = 0
+        self.critic_losses = []
+
+    def config_dict(self):
+        return {**super().config_dict(), "critic": True}
+
+    def extra_modules(self):
+        torch.manual_seed(7)
+        self.critic = torch.nn.Sequential(
+            torch.nn.Linear(1, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 1)
+        )
+        return {"critic": self.critic}
+
+    def build_extra_optimizers(self, modules):
+        self.critic_optimizer = torch.optim.SGD(modules["critic"].parameters(), lr=0.02)
+        return {"critic": self.critic_optimizer}
+
+    def extra_steps(self, model, modules, batch, step):
+        x, y = batch
+        with torch.no_grad():
+            guess = model(x)
+        for _ in range(2):
+            self.critic_calls += 1
+            loss = torch.nn.functional.mse_loss(modules["critic"](guess), y)
+            if self.critic_calls in self.nan_critic_calls:
+                loss = loss * float("nan")
+            self.critic_losses.append(float(loss.detach()))
+            yield ("wrong" if self.bad_name else "critic"), loss
+
+
+def critic_state(task):
+    return {**params(task.critic), **{f"opt{i}": v["momentum_buffer"] for i, v in
+            enumerate(task.critic_optimizer.state.values()) if v.get("momentum_buffer") is not None}}  # fmt: skip
+
+
+def test_extra_optimizer_updates_its_module(tmp_path):
+    task = WithCritic()
+    start = params(task.extra_modules()["critic"])
+    result = Trainer(task, cfg(tmp_path, epochs=3)).fit()
+    assert task.critic_calls == 2 * 8 * 3
+    assert not same(start, params(task.critic))
+    first, last = task.critic_losses[:16], task.critic_losses[-16:]
+    assert sum(last) < 0.5 * sum(first)
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_nonfinite_extra_loss_is_skipped_and_counted(tmp_path):
+    task = WithCritic(nan_critic_calls={3})
+    seen = {}
+
+    def spy(model, modules, batch, step, _inner=task.extra_steps):
+        for name, loss in _inner(model, modules, batch, step):
+            # calls 3 (NaN, skipped) and 4 forward the same input from the same start, so their
+            # states match only if the skipped call left no trace (BatchNorm statistics included)
+            if task.critic_calls in (3, 4):
+                seen[task.critic_calls] = params(task.critic)
+            yield name, loss
+
+    task.extra_steps = spy
+    result = Trainer(task, cfg(tmp_path, epochs=1)).fit()
+    assert result.history[0]["nonfinite_skipped"] == 1
+    assert any("running_mean" in k for k in seen[3])
+    assert same(seen[3], seen[4])
+
+
+def test_extra_steps_with_an_unknown_optimizer_name_are_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"named optimizer 'wrong'.*\['critic'\]"):
+        Trainer(WithCritic(bad_name=True), cfg(tmp_path, epochs=1)).fit()
+
+
+def test_extra_module_and_optimizer_resume_exactly(tmp_path):
+    straight = WithCritic()
+    Trainer(straight, cfg(tmp_path, "straight", epochs=2)).fit()
+    Trainer(WithCritic(), cfg(tmp_path, "split", epochs=1)).fit()
+    resumed = WithCritic()
+    Trainer(resumed, cfg(tmp_path, "split", epochs=2, resume=True)).fit()
+    assert same(params(resumed.critic), params(straight.critic), atol=1e-6)

@@ -234,6 +234,28 @@ class TrainTask:
         it. Keys are logged as they are, so name them (``val_acc``)."""
         return {}
 
+    def extra_modules(self) -> dict[str, nn.Module]:
+        """Modules trained by optimizers of their own, e.g. a GAN critic (default: none). The
+        trainer moves them to the device, wraps them for DDP and checkpoints them."""
+        return {}
+
+    def build_extra_optimizers(self, modules: dict[str, nn.Module]) -> dict[str, Any]:
+        """One optimizer per name used in :meth:`extra_steps` (over :meth:`extra_modules`,
+        already on the device)."""
+        return {}
+
+    def extra_steps(
+        self, model: nn.Module, modules: dict[str, nn.Module], batch: Any, step: int
+    ) -> Iterable[tuple[str, torch.Tensor | StepOutput]]:
+        """Updates run before :meth:`training_step` on each batch: yield ``(optimizer name,
+        loss)`` pairs, one per update (a generator, so each loss can see the previous update).
+        The trainer applies the non-finite rule to each (a skipped one changes nothing and counts
+        towards ``max_nonfinite``), backpropagates it, clips with ``clip_grad_norm``, steps and
+        zeroes that optimizer. These updates are not accumulated over ``grad_accum_steps``. The
+        losses must not reach the main model's parameters (detach its outputs); ``model`` and
+        ``modules`` are the wrapped (DDP) modules."""
+        return ()
+
     def on_step_end(self, model: nn.Module, step: int) -> None:
         """After each optimizer step (e.g. an EMA update); ``model`` is unwrapped."""
 
@@ -345,6 +367,10 @@ class Trainer:
         self.config = config
         self.run_dir = Path(config.output_dir)
         self._is_main = True  # set per fit; only rank 0 logs
+        self._extra_modules: dict[str, nn.Module] = {}
+        self._extra_optimizers: dict[str, Any] = {}
+        self._in_a_row = 0
+        self._skipped_in_epoch = 0
 
     def _info(self, message: str, *args: Any) -> None:
         if self._is_main:
@@ -483,7 +509,18 @@ class Trainer:
         model.to(accelerator.device)
         optimizer = self.task.build_optimizer(model)
         dataloader = self.task.train_dataloader()
-        wrapped, optimizer, dataloader = accelerator.prepare(model, optimizer, dataloader)
+        extra_modules = dict(self.task.extra_modules())
+        for module in extra_modules.values():
+            module.to(accelerator.device)
+        extra_optimizers = dict(self.task.build_extra_optimizers(extra_modules))
+        prepared = accelerator.prepare(
+            model, optimizer, dataloader, *extra_modules.values(), *extra_optimizers.values()
+        )
+        wrapped, optimizer, dataloader = prepared[:3]
+        n_extra = len(extra_modules)
+        self._extra_modules = dict(zip(extra_modules, prepared[3 : 3 + n_extra]))
+        self._extra_optimizers = dict(zip(extra_optimizers, prepared[3 + n_extra :]))
+        self._in_a_row = 0
         batches_per_epoch = len(dataloader)
         if batches_per_epoch == 0:
             raise ValueError("train_dataloader() yields no batch on this rank")
@@ -630,14 +667,15 @@ class Trainer:
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         metric_sums: dict[str, float] = {}
         good_batches = 0
-        skipped = 0
-        in_a_row = 0
+        self._skipped_in_epoch = 0
         pending = 0  # micro-batches whose gradients wait for the next optimizer step
         batches = len(dataloader)
         window_loss = 0.0
         window_count = 0
         start = time.perf_counter()
         buffers = [b for b in unwrapped.buffers() if b is not None]
+        for module in self._extra_modules.values():
+            buffers += [b for b in accelerator.unwrap_model(module).buffers() if b is not None]
         iterator: Iterable[Any] = dataloader
         if cfg.progress and accelerator.is_main_process:
             from papers_shared.progress import progress_bar
@@ -645,6 +683,8 @@ class Trainer:
             iterator = progress_bar(dataloader, enabled=True, desc=f"epoch {epoch + 1}")
         for index, batch in enumerate(iterator):
             boundary = (index + 1) % cfg.grad_accum_steps == 0 or index + 1 == batches
+            if self._extra_optimizers:
+                self._extra_updates(accelerator, wrapped, batch, buffers, counters, epoch, index)
             snapshot = [b.detach().clone() for b in buffers]
             sync = accelerator.no_sync(wrapped) if not boundary else contextlib.nullcontext()
             with sync:
@@ -652,38 +692,10 @@ class Trainer:
                     out = self.task.training_step(wrapped, batch, counters.step)
                 step_out = out if isinstance(out, StepOutput) else StepOutput(loss=out)
                 loss = step_out.loss
-                if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-                    raise TypeError(
-                        "training_step must return a scalar loss tensor or a StepOutput, got "
-                        f"{type(loss).__name__}"
-                    )
-                bad = torch.tensor(
-                    [0.0 if bool(torch.isfinite(loss.detach()).all()) else 1.0], device=device
-                )
-                if accelerator.num_processes > 1:
-                    bad = accelerator.reduce(bad, reduction="sum")
-                if float(bad) > 0:
-                    with torch.no_grad():
-                        for buf, saved in zip(buffers, snapshot):
-                            buf.copy_(saved)
-                    skipped += 1
-                    in_a_row += 1
-                    counters.nonfinite_total += 1
-                    self._warning(
-                        "non-finite loss at epoch %d batch %d (on at least one rank): update "
-                        "skipped (%d in a row)",
-                        epoch + 1,
-                        index,
-                        in_a_row,
-                    )
-                    if in_a_row >= cfg.max_nonfinite:
-                        raise NonFiniteLossError(
-                            f"{in_a_row} non-finite losses in a row (max_nonfinite="
-                            f"{cfg.max_nonfinite}) at epoch {epoch + 1}, step {counters.step}; "
-                            "lower the learning rate, use precision='fp32' or check the data"
-                        )
+                if self._nonfinite(accelerator, loss, "training_step"):
+                    self._skip(buffers, snapshot, counters, epoch, index)
                 else:
-                    in_a_row = 0
+                    self._in_a_row = 0
                     if step_out.commit is not None:
                         step_out.commit()
                     accelerator.backward(loss / cfg.grad_accum_steps)
@@ -741,9 +753,93 @@ class Trainer:
         for key, total in zip(names, metric_totals.tolist()):
             entry[f"train_{key}"] = total / count
         entry["lr"] = _lr(optimizer)
-        entry["nonfinite_skipped"] = skipped  # the skip decision is shared, so is the count
+        # the skip decision is shared by the ranks, so is the count
+        entry["nonfinite_skipped"] = self._skipped_in_epoch
         entry["seconds"] = time.perf_counter() - start
         return entry
+
+    def _nonfinite(self, accelerator: Any, loss: Any, source: str) -> bool:
+        """Whether ``loss`` is non-finite on any rank (every rank gets the same answer)."""
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise TypeError(
+                f"{source} must give a scalar loss tensor or a StepOutput, got "
+                f"{type(loss).__name__}"
+            )
+        bad = torch.tensor(
+            [0.0 if bool(torch.isfinite(loss.detach()).all()) else 1.0], device=accelerator.device
+        )
+        if accelerator.num_processes > 1:
+            bad = accelerator.reduce(bad, reduction="sum")
+        return float(bad) > 0
+
+    def _skip(
+        self,
+        buffers: list[torch.Tensor],
+        snapshot: list[torch.Tensor],
+        counters: _Counters,
+        epoch: int,
+        index: int,
+    ) -> None:
+        """Undo the forward's buffer updates, count the skip, stop after too many in a row."""
+        with torch.no_grad():
+            for buf, saved in zip(buffers, snapshot):
+                buf.copy_(saved)
+        self._skipped_in_epoch += 1
+        self._in_a_row += 1
+        counters.nonfinite_total += 1
+        self._warning(
+            "non-finite loss at epoch %d batch %d (on at least one rank): update skipped "
+            "(%d in a row)",
+            epoch + 1,
+            index,
+            self._in_a_row,
+        )
+        if self._in_a_row >= self.config.max_nonfinite:
+            raise NonFiniteLossError(
+                f"{self._in_a_row} non-finite losses in a row (max_nonfinite="
+                f"{self.config.max_nonfinite}) at epoch {epoch + 1}, step {counters.step}; "
+                "lower the learning rate, use precision='fp32' or check the data"
+            )
+
+    def _extra_updates(
+        self,
+        accelerator: Any,
+        wrapped: nn.Module,
+        batch: Any,
+        buffers: list[torch.Tensor],
+        counters: _Counters,
+        epoch: int,
+        index: int,
+    ) -> None:
+        steps = iter(self.task.extra_steps(wrapped, self._extra_modules, batch, counters.step))
+        while True:
+            snapshot = [b.detach().clone() for b in buffers]
+            with accelerator.autocast():
+                item = next(steps, None)
+            if item is None:
+                return
+            name, out = item
+            if name not in self._extra_optimizers:
+                raise ValueError(
+                    f"extra_steps named optimizer {name!r}; build_extra_optimizers gave "
+                    f"{sorted(self._extra_optimizers)}"
+                )
+            step_out = out if isinstance(out, StepOutput) else StepOutput(loss=out)
+            if self._nonfinite(accelerator, step_out.loss, f"extra_steps ({name})"):
+                self._skip(buffers, snapshot, counters, epoch, index)
+                continue
+            self._in_a_row = 0
+            if step_out.commit is not None:
+                step_out.commit()
+            optimizer = self._extra_optimizers[name]
+            accelerator.backward(step_out.loss)
+            if self.config.clip_grad_norm is not None:
+                # unscale only this optimizer: the main one may hold accumulated gradients
+                accelerator.unscale_gradients(optimizer=optimizer)
+                params = [p for group in optimizer.param_groups for p in group["params"]]
+                torch.nn.utils.clip_grad_norm_(params, self.config.clip_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
 
     def _evaluate(self, accelerator: Any, wrapped: nn.Module, unwrapped: nn.Module) -> dict:
         wrapped.eval()
