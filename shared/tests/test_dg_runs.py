@@ -10,6 +10,7 @@ import sys
 import pytest
 import torch
 
+from papers_shared.checkpoint import CheckpointError
 from papers_shared.dg import (
     DATASETS,
     ERM,
@@ -160,7 +161,7 @@ def test_eval_accepts_the_run_folder_and_the_model_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="without model.pkl"):
         evaluate_checkpoint(tmp_path / "empty")
     (tmp_path / "junk.pkl").write_bytes(b"junk")
-    with pytest.raises(ValueError, match="not a readable torch checkpoint"):
+    with pytest.raises(CheckpointError, match=r"junk\.pkl .*(not a readable|expected a) torch"):
         evaluate_checkpoint(tmp_path / "junk.pkl")
 
 
@@ -256,3 +257,27 @@ def test_domainbed_backbone_switches_we_lack_are_refused():
     hparams = resolve_hparams(hparam_space(ERM, "PACS"), overrides={"resnet_pretrained": False})
     with pytest.raises(ValueError, match="vit"):
         ERM((3, 72, 72), 2, 2, {**hparams, "vit": True})
+
+
+def test_checkpoint_with_a_namespace_args_loads_without_trusting_code(tmp_path):
+    import argparse
+
+    from papers_shared.dg import load_algorithm
+
+    run = tmp_path / "run"
+    train(tiny(run, steps=2))
+    checkpoint = torch.load(run / "model.pkl", weights_only=True)
+    checkpoint["args"] = argparse.Namespace(**checkpoint["args"])  # as some DomainBed forks save
+    torch.save(checkpoint, tmp_path / "fork.pkl")
+    algorithm = load_algorithm(tmp_path / "fork.pkl")
+    assert isinstance(algorithm, ERM)
+    assert evaluate_checkpoint(tmp_path / "fork.pkl", device="cpu") == evaluate_checkpoint(run)
+
+
+def test_lazy_package_namespace_resolves_every_public_name():
+    import papers_shared.dg as dg
+
+    assert sorted(dg.__all__) == sorted(dg._WHERE) and len(set(dg.__all__)) == len(dg.__all__)
+    assert all(getattr(dg, name) is not None for name in dg.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        dg.nope  # noqa: B018

@@ -79,7 +79,9 @@ def test_checkpoint_errors_are_clear(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_domainbed_checkpoint(tmp_path / "missing.pkl")
     (tmp_path / "junk.pkl").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="readable"):
+    with pytest.raises(
+        CheckpointError, match="junk.pkl is a text file .* expected a torch checkpoint"
+    ):
         load_domainbed_checkpoint(tmp_path / "junk.pkl")
     torch.save({"state_dict": {}}, tmp_path / "plain.pkl")
     with pytest.raises(CheckpointError, match="not a DomainBed checkpoint"):

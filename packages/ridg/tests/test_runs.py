@@ -100,3 +100,17 @@ def test_building_the_cli_imports_no_torchvision_or_ridg_model_code():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_info_matches_the_official_class_in_the_shared_flop_convention():
+    from ridg.info import REFERENCE_GFLOPS, REFERENCE_PARAMS, info
+
+    from papers_shared.counting import FLOP_CONVENTION
+
+    models, _ = info()
+    for row in models.rows:
+        variant = row[0]
+        assert row[2] == f"{REFERENCE_PARAMS[variant]:,} ({REFERENCE_PARAMS[variant]:,})"
+        assert row[4] == f"{REFERENCE_GFLOPS[variant]:.3f} ({REFERENCE_GFLOPS[variant]:.3f})"
+        assert REFERENCE_GFLOPS[variant] < float(row[3]) < 1.01 * REFERENCE_GFLOPS[variant]
+    assert FLOP_CONVENTION in models.notes[0]

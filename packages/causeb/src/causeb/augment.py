@@ -62,6 +62,15 @@ def sample_least_likely(
     return samples, log_prob.to(stats.dtype)
 
 
+def _least_likely(
+    stats: torch.Tensor, num_draws: int, ridge: float, generator: torch.Generator | None
+) -> torch.Tensor:
+    samples = sample_least_likely(stats, num_draws, ridge, generator)
+    if isinstance(samples, tuple):  # not reached: log-probabilities were not asked for
+        return samples[0]
+    return samples
+
+
 def random_domain_sampling(
     h: torch.Tensor,
     num_draws: int = NUM_DRAWS,
@@ -85,8 +94,8 @@ def random_domain_sampling(
         raise ValueError(f"RDS needs at least 2 spatial positions, got {tuple(h.shape[2:])}")
     mu = h.mean(dim=(2, 3)).detach()
     sigma = (h.var(dim=(2, 3)) + STD_EPS).sqrt().detach()
-    new_mu = sample_least_likely(mu, num_draws, ridge, generator)
-    new_sigma = sample_least_likely(sigma, num_draws, ridge, generator)
+    new_mu = _least_likely(mu, num_draws, ridge, generator)
+    new_sigma = _least_likely(sigma, num_draws, ridge, generator)
     if use_abs_sigma:
         new_sigma = new_sigma.abs()
     normalised = (h - mu[:, :, None, None]) / sigma[:, :, None, None]

@@ -76,7 +76,7 @@ class BackbonePart(nn.Module):
         self.stage_names = list(stage_names)
         self.num_features = num_features
         self.is_trunk = num_features is not None
-        if self.is_trunk:
+        if num_features is not None:
             self.dropout = nn.Dropout(dropout)
             if not self.stage_names:
                 self.projection = nn.Linear(num_features, num_features)
@@ -151,8 +151,9 @@ def split_resnet(
         )
     if num_features is None:
         num_features = getattr(model, "num_features", None)
-        if num_features is None and isinstance(getattr(model, "fc", None), nn.Linear):
-            num_features = model.fc.in_features
+        fc = getattr(model, "fc", None)
+        if num_features is None and isinstance(fc, nn.Linear):
+            num_features = fc.in_features
         if num_features is None:
             raise ValueError("cannot infer the feature width; pass num_features")
     cut = body.index(split_after) + 1

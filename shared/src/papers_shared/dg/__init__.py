@@ -23,9 +23,11 @@ if TYPE_CHECKING:
     )
     from papers_shared.dg.compare import (
         RunResult,
+        arm_table,
         compare_algorithms,
         comparison_table,
         mean_accuracy,
+        per_seed_accuracy,
     )
     from papers_shared.dg.datasets import (
         DATASETS,
@@ -77,7 +79,14 @@ _SOURCES = {
         "hparam_space",
         "register_algorithm",
     ],
-    "compare": ["RunResult", "compare_algorithms", "comparison_table", "mean_accuracy"],
+    "compare": [
+        "RunResult",
+        "arm_table",
+        "compare_algorithms",
+        "comparison_table",
+        "mean_accuracy",
+        "per_seed_accuracy",
+    ],
     "datasets": [
         "DATASETS",
         "PACS",
@@ -124,9 +133,11 @@ __all__ = [
     "hparam_space",
     "register_algorithm",
     "RunResult",
+    "arm_table",
     "compare_algorithms",
     "comparison_table",
     "mean_accuracy",
+    "per_seed_accuracy",
     "DATASETS",
     "PACS",
     "VLCS",

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.amp.grad_scaler import GradScaler
 
 from papers_shared.dg.hparams import HParam, HParamSpace, base_hparam_space
 from papers_shared.dg.networks import build_classifier, build_featurizer
@@ -138,7 +139,7 @@ class Algorithm(nn.Module):
         self._parallel: dict[str, nn.Module] = {}
         self._amp_device = torch.device("cpu")
         self._amp_dtype: torch.dtype | None = None
-        self._grad_scaler: torch.amp.GradScaler | None = None
+        self._grad_scaler: GradScaler | None = None
 
     @classmethod
     def extra_hparams(cls, dataset: str) -> dict[str, HParam]:
@@ -211,7 +212,7 @@ class Algorithm(nn.Module):
         resolved = resolve_precision(precision, device)
         self._amp_device = device
         self._amp_dtype = AMP_DTYPES[resolved]
-        self._grad_scaler = torch.amp.GradScaler("cuda") if resolved == "fp16" else None
+        self._grad_scaler = GradScaler("cuda") if resolved == "fp16" else None
         return resolved
 
     @contextlib.contextmanager

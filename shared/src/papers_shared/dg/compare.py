@@ -14,7 +14,14 @@ from papers_shared.dg.selection import select_run
 from papers_shared.dg.trainer import TrainConfig, train_algorithm
 from papers_shared.methods import Table
 
-__all__ = ["RunResult", "compare_algorithms", "comparison_table", "mean_accuracy"]
+__all__ = [
+    "RunResult",
+    "compare_algorithms",
+    "comparison_table",
+    "mean_accuracy",
+    "per_seed_accuracy",
+    "arm_table",
+]
 
 
 @dataclass
@@ -26,6 +33,7 @@ class RunResult:
     val_acc: float
     records: list[dict[str, Any]] = field(repr=False)
     algorithm: Algorithm | None = field(default=None, repr=False)
+    dataset: str = ""
 
 
 def compare_algorithms(
@@ -62,7 +70,8 @@ def compare_algorithms(
                 )
                 records, algorithm = train_algorithm(cfg)
                 chosen = select_run(records, "training_domain")
-                assert chosen is not None  # single-test-env runs always have a selection
+                if chosen is None:  # cannot happen: every run here has one test domain
+                    raise RuntimeError(f"no checkpoint selected for {label} on {dataset}")
                 results.append(
                     RunResult(
                         label,
@@ -72,6 +81,7 @@ def compare_algorithms(
                         chosen["val_acc"],
                         records,
                         algorithm if keep_models else None,
+                        dataset,
                     )
                 )
     return results
@@ -102,3 +112,45 @@ def comparison_table(results: Sequence[RunResult], dataset: str, title: str = ""
     return Table(
         ["method", *[f"test={envs[e]}" for e in test_envs], "avg"], rows, title=title or dataset
     )
+
+
+def per_seed_accuracy(results: Sequence[RunResult], label: str) -> list[float]:
+    """Held-out accuracy (%) of one variant per seed (ascending seeds), each the mean over
+    every (dataset, held-out domain) run of that seed: the paired values a verdict compares."""
+    seeds = sorted({r.seed for r in results if r.label == label})
+    if not seeds:
+        raise ValueError(f"no results for {label!r}")
+    return [
+        100 * float(np.mean([r.test_acc for r in results if r.label == label and r.seed == s]))
+        for s in seeds
+    ]
+
+
+def arm_table(results: Sequence[RunResult], title: str = "", notes: Sequence[str] = ()) -> Table:
+    """Held-out accuracy (%) per variant: each (dataset, held-out domain) and the per-seed mean,
+    as mean +- std over seeds (sample std, ddof=1)."""
+    cells = sorted({(r.dataset, r.test_env) for r in results})
+    headers = ["method"]
+    for dataset, env in cells:
+        envs = get_dataset_class(dataset).ENVIRONMENTS if dataset else []
+        name = envs[env] if dataset else str(env)
+        headers.append(f"{dataset} test={name}" if dataset else f"test={name}")
+    headers.append("mean over domains")
+    rows = []
+    for label in dict.fromkeys(r.label for r in results):
+        row: list[Any] = [label]
+        for dataset, env in cells:
+            accs = [
+                100 * r.test_acc
+                for r in results
+                if r.label == label and r.dataset == dataset and r.test_env == env
+            ]
+            row.append(_mean_std(accs))
+        row.append(_mean_std(per_seed_accuracy(results, label)))
+        rows.append(row)
+    return Table(headers, rows, title=title, notes=list(notes))
+
+
+def _mean_std(values: Sequence[float]) -> str:
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+    return f"{np.mean(values):.1f} ± {std:.1f}" if len(values) > 1 else f"{values[0]:.1f}"

@@ -75,6 +75,15 @@ class DomainList:
     input_shape: tuple[int, int, int]
     num_classes: int
 
+    def __init__(
+        self,
+        data_dir: str | Path | None = None,
+        test_envs: Sequence[int] = (),
+        hparams: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Subclasses build ``datasets``, ``input_shape`` and ``num_classes`` from these."""
+        raise NotImplementedError(f"{type(self).__name__} must define __init__")
+
     def __getitem__(self, index: int) -> Dataset:
         return self.datasets[index]
 

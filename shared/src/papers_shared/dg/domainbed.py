@@ -104,8 +104,8 @@ def register_with_domainbed(
             hparams[name] = (hparam.default, draw)
         return hparams
 
-    hparams_registry._hparams = _hparams
-    hparams_registry._papers_dg_registered = registered | new
+    setattr(hparams_registry, "_hparams", _hparams)  # noqa: B010  (a module attribute)
+    setattr(hparams_registry, "_papers_dg_registered", registered | new)  # noqa: B010
 
 
 _STUB_MISC = """

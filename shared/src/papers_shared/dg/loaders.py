@@ -104,7 +104,10 @@ class InfiniteDataLoader:
         if weights is None:
             weights = torch.ones(n)
         sampler = torch.utils.data.WeightedRandomSampler(
-            weights, replacement=True, num_samples=batch_size, generator=generator
+            weights.tolist(),  # the sampler turns them into a float64 tensor either way
+            replacement=True,
+            num_samples=batch_size,
+            generator=generator,
         )
         batch_sampler = torch.utils.data.BatchSampler(
             sampler, batch_size=batch_size, drop_last=True

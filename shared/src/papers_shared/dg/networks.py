@@ -55,7 +55,7 @@ class ResNetFeaturizer(nn.Module):
                 f"could not load torchvision {arch} {weights} weights ({err}). Put the file in "
                 f"$TORCH_HOME/hub/checkpoints or set hparams resnet_pretrained=false."
             ) from err
-        self.n_outputs = 512 if use_resnet18 else 2048
+        self.n_outputs: int = 512 if use_resnet18 else 2048
         in_chans = input_shape[0]
         if in_chans != 3:
             old = self.network.conv1.weight.data.clone()
@@ -103,7 +103,7 @@ class DigitsCNN(nn.Module):
         self.bn2 = nn.GroupNorm(8, wide)
         self.bn3 = nn.GroupNorm(8, wide)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.n_outputs = wide
+        self.n_outputs: int = wide
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.bn0(torch.relu(self.conv1(x)))
@@ -113,7 +113,9 @@ class DigitsCNN(nn.Module):
         return self.avgpool(x).flatten(1)
 
 
-def build_featurizer(input_shape: tuple[int, ...], hparams: Mapping[str, Any]) -> nn.Module:
+def build_featurizer(
+    input_shape: tuple[int, ...], hparams: Mapping[str, Any]
+) -> ResNetFeaturizer | DigitsCNN:
     """Small images (side <= 64) get ``DigitsCNN``; larger ones the DomainBed ResNet."""
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (C, H, W), got {input_shape}")

@@ -20,16 +20,16 @@ import time
 import warnings
 import zipfile
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from papers_shared.checkpoint import load_state_dict_checked
+from papers_shared.checkpoint import CheckpointError, load_state_dict_checked, read_checkpoint
 from papers_shared.dg.algorithms import (
     AMP_DTYPES,
     PRECISIONS,
@@ -436,10 +436,13 @@ def _train(
         dist.barrier()  # rank 0 may have removed files the others looked at
 
     dataset = get_dataset(cfg.dataset, cfg.data_dir, cfg.test_envs, hparams)
-    in_splits, out_splits = [], []
+    in_splits: list[SplitDataset] = []
+    out_splits: list[SplitDataset] = []
     for env_index, env in enumerate(dataset.datasets):
         out, in_ = split_dataset(
-            env, int(len(env) * cfg.holdout_fraction), seed_hash(cfg.trial_seed, env_index)
+            env,
+            int(len(cast(Sized, env)) * cfg.holdout_fraction),
+            seed_hash(cfg.trial_seed, env_index),
         )
         in_splits.append(in_)
         out_splits.append(out)
@@ -546,7 +549,9 @@ def _train(
         if step % checkpoint_freq == 0 or step == steps - 1:
             record: dict[str, Any] = {"step": step, "epoch": step / steps_per_epoch}
             # means over the steps, then over the ranks (equal slices: the global-batch values)
-            record.update({k: all_reduce_mean(np.mean(v)) for k, v in checkpoint_vals.items()})
+            record.update(
+                {k: all_reduce_mean(float(np.mean(v))) for k, v in checkpoint_vals.items()}
+            )
             record["nonfinite_skipped"] = skipped_since_checkpoint
             for name, loader in eval_loaders.items():
                 record[f"{name}_acc"] = _sharded_accuracy(algorithm, loader, device, ctx)
@@ -620,27 +625,16 @@ CHECKPOINT_KEYS = ("model_input_shape", "model_num_classes", "model_num_domains"
 def read_domainbed_checkpoint(path: str | Path, trust_checkpoint: bool = False) -> dict[str, Any]:
     """Read a DomainBed ``model.pkl`` (or the ``model.pkl`` of a run folder) as a dict.
 
-    Loaded with ``weights_only=True``; ``trust_checkpoint=True`` allows full unpickling (code
-    from the file runs: only for files you trust) and warns. Raises ``ValueError`` naming what
-    the file is when it is not a DomainBed checkpoint.
+    Read through :func:`papers_shared.checkpoint.read_checkpoint` (no code from the file runs;
+    ``trust_checkpoint=True`` allows full unpickling, only for files you trust). Raises
+    ``CheckpointError`` (a ``ValueError``) naming what the file is when it is not a DomainBed
+    checkpoint.
     """
     path = resolve_model_path(path)
     try:
-        if trust_checkpoint:
-            logger.warning("loading %s with full unpickling (--trust-checkpoint)", path)
-            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        else:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        refused = [ln for ln in str(err).splitlines() if "unsupported global" in ln.lower()]
-        if refused:
-            raise ValueError(
-                f"{path} holds Python objects that safe loading refuses "
-                f"({refused[0].strip()[:160]}); if you trust the file, pass --trust-checkpoint"
-            ) from err
-        raise ValueError(
-            f"{path} is not a readable torch checkpoint (truncated or another format)"
-        ) from err
+        checkpoint = read_checkpoint(path, trust_checkpoint=trust_checkpoint)
+    except CheckpointError:
+        raise
     except (
         RuntimeError,
         EOFError,
@@ -649,17 +643,17 @@ def read_domainbed_checkpoint(path: str | Path, trust_checkpoint: bool = False) 
         KeyError,
         IndexError,
         UnicodeDecodeError,
+        pickle.UnpicklingError,
         struct.error,
         zipfile.BadZipFile,
     ) as err:  # what torch's loader raises on bytes that are not a checkpoint
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(
+        raise CheckpointError(
             f"{path} is not a readable torch checkpoint (truncated or another format): "
-            f"{message[:160]}"
+            f"{type(err).__name__}"
         ) from err
     if not isinstance(checkpoint, dict) or any(k not in checkpoint for k in CHECKPOINT_KEYS):
         found = sorted(map(str, checkpoint))[:8] if isinstance(checkpoint, dict) else None
-        raise ValueError(
+        raise CheckpointError(
             f"{path} is not a DomainBed checkpoint: expected keys {list(CHECKPOINT_KEYS)}, found "
             f"{found if found is not None else type(checkpoint).__name__}"
         )
