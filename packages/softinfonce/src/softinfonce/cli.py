@@ -93,6 +93,10 @@ def _generate(args: argparse.Namespace) -> int:
         enabled=None,
         desc="generate",
     )
+
+    def advance(count: int) -> None:
+        bar.update(count)
+
     paths = generate_split(
         args.output_dir,
         args.split,
@@ -101,7 +105,7 @@ def _generate(args: argparse.Namespace) -> int:
         speeds=args.speeds,
         seed=args.seed,
         shard=args.shard,
-        callback=bar.update,
+        callback=advance,
     )
     bar.close()
     print(

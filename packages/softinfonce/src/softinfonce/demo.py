@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ from softinfonce.evaluate import (
     retrieval_topk,
 )
 from softinfonce.losses import WeightMode
+from softinfonce.models.avid import AVModel
 from softinfonce.train import pretrain
 
 __all__ = [
@@ -173,8 +174,8 @@ def _generate(root: Path, settings: DemoSettings, seed: int) -> dict[str, list[C
     return {split: kinetics_folder(root, split)[0] for split in ("train", "query", "gallery")}
 
 
-def _evaluate(model: torch.nn.Module, datasets: dict[str, SpeedCoAugDataset]) -> dict[str, float]:
-    feats = {name: extract_embeddings(model, data) for name, data in datasets.items()}  # type: ignore[arg-type]
+def _evaluate(model: AVModel, datasets: dict[str, SpeedCoAugDataset]) -> dict[str, float]:
+    feats = {name: extract_embeddings(model, data) for name, data in datasets.items()}
     query, gallery, train = feats["query"], feats["gallery"], feats["train"]
     retrieval = retrieval_topk(
         query["video_feat"], query["label"], gallery["video_feat"], gallery["label"], ks=(1, 5)
@@ -189,7 +190,7 @@ def _evaluate(model: torch.nn.Module, datasets: dict[str, SpeedCoAugDataset]) ->
     }
 
 
-def judge_demo(results: dict[str, Sequence[float]], *, quick: bool) -> list[ClaimVerdict]:
+def judge_demo(results: Mapping[str, Sequence[float]], *, quick: bool) -> list[ClaimVerdict]:
     """The verdicts of the claim from per-seed results keyed ``<arm>/<metric>``.
 
     Speed co-augmentation beats vanilla InfoNCE, and SoftInfoNCE beats speed co-augmentation with

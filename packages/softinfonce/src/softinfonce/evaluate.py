@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from papers_shared.progress import progress_bar
 from papers_shared.sharding import take_shard
@@ -32,14 +32,15 @@ logger = logging.getLogger(__name__)
 @torch.no_grad()
 def extract_embeddings(
     model: AVModel,
-    dataset: SpeedCoAugDataset,
+    dataset: Dataset,
     *,
     batch_size: int = 32,
     num_workers: int = 0,
     device: str | torch.device = "cpu",
     progress: bool | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Backbone features and normalised head embeddings of every item (first view only).
+    """Backbone features and normalised head embeddings of every item (first view only) of a
+    :class:`SpeedCoAugDataset` (or a ``Subset`` of one).
 
     Returns ``video_feat (N, Cv)``, ``audio_feat (N, Ca)``, ``z_video``/``z_audio (N, D)``,
     ``label (N,)``, ``clip_id (N,)``.
@@ -162,7 +163,7 @@ def extract_features_job(
             subset = torch.utils.data.Subset(
                 dataset, range(first, min(first + chunk_size, len(dataset)))
             )
-            feats = extract_embeddings(model, subset, batch_size=chunk_size, device=device)  # type: ignore[arg-type]
+            feats = extract_embeddings(model, subset, batch_size=chunk_size, device=device)
             tmp = path.with_suffix(".tmp")
             torch.save(feats, tmp)
             tmp.replace(path)

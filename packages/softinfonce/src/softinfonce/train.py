@@ -123,7 +123,7 @@ class _ChunkedEncode(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         model: nn.Module,
         chunk_size: int,
@@ -142,7 +142,7 @@ class _ChunkedEncode(torch.autograd.Function):
         return torch.cat([v for v, _ in pairs]), torch.cat([a for _, a in pairs])
 
     @staticmethod
-    def backward(ctx: Any, grad_video: torch.Tensor, grad_audio: torch.Tensor):  # type: ignore[override]  # noqa: ANN205
+    def backward(ctx: Any, grad_video: torch.Tensor, grad_audio: torch.Tensor):  # noqa: ANN205
         video, audio = ctx.saved_tensors
         model = ctx.model
         device_type, enabled, dtype = ctx.autocast

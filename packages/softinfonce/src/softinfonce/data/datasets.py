@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 import logging
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Sized
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -125,7 +126,7 @@ def ucf101_split(
         if line.strip():
             number, name = line.split()
             by_name[name] = int(number) - 1
-    classes = sorted(by_name, key=by_name.get)  # type: ignore[arg-type]
+    classes = sorted(by_name, key=lambda name: by_name[name])
     list_file = split_dir / f"{'train' if train else 'test'}list0{fold}.txt"
     records = []
     for line in list_file.read_text().splitlines():
@@ -185,7 +186,7 @@ class SpeedCoAugDataset(Dataset):
         self.records = list(records)
         self.config = config
         self.train = train
-        self.backend = backend
+        self.backend: VideoBackend = backend
         self.eval_speed = eval_speed
         self.cache = cache
         self._cache: dict[int, tuple[float, torch.Tensor, torch.Tensor, bool]] = {}
@@ -333,7 +334,7 @@ class SpeedBatchSampler(Sampler[list[tuple[int, float]]]):
             yield [(i, speed) for i in batch]
 
     def __len__(self) -> int:
-        count = len(self.sampler)  # type: ignore[arg-type]
+        count = len(cast(Sized, self.sampler))
         return count // self.batch_size if self.drop_last else -(-count // self.batch_size)
 
 

@@ -69,19 +69,20 @@ class VideoInfo:
 
 def _open_av(path: str | Path):  # noqa: ANN202 (av types are untyped)
     import av
+    from av.error import FFmpegError
 
     path = str(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"video file not found: {path}")
     try:
         return av.open(path, metadata_errors="ignore")
-    except (av.error.FFmpegError, UnicodeDecodeError) as err:
+    except (FFmpegError, UnicodeDecodeError) as err:
         raise DecodeError(f"cannot open {path} (corrupt or not a media file): {err}") from err
 
 
 @functools.lru_cache(maxsize=4096)
 def _probe_cached(path: str, mtime_ns: int, size: int) -> VideoInfo:
-    import av
+    from av.error import FFmpegError
 
     with _open_av(path) as container:
         if not container.streams.video:
@@ -96,7 +97,7 @@ def _probe_cached(path: str, mtime_ns: int, size: int) -> VideoInfo:
             for packet in container.demux(stream):
                 if packet.size > 0:
                     count += 1
-        except av.error.FFmpegError as err:
+        except FFmpegError as err:
             raise DecodeError(
                 f"{path} is corrupt (demux failed after {count} frames): {err}"
             ) from err
@@ -255,7 +256,7 @@ PYAV_SEEK_SECONDS = 2.0  # seek (then decode forward) when the first wanted fram
 def _read_pyav(info: VideoInfo, indices: list[int], size: tuple[int, int] | None) -> np.ndarray:
     """PyAV: seek to the keyframe before the first wanted frame, decode forward, convert only the
     wanted frames. Frame positions come from timestamps (from the decode order without them)."""
-    import av
+    from av.error import FFmpegError
 
     wanted = set(indices)
     first, last = min(wanted), max(wanted)
@@ -267,7 +268,7 @@ def _read_pyav(info: VideoInfo, indices: list[int], size: tuple[int, int] | None
         time_base = float(stream.time_base) if stream.time_base else None
         origin = stream.start_time or 0
         use_pts = time_base is not None and first / info.fps >= PYAV_SEEK_SECONDS
-        if use_pts:
+        if use_pts and time_base is not None:
             container.seek(int(origin + first / info.fps / time_base), stream=stream, backward=True)
         try:
             for count, frame in enumerate(container.decode(stream)):
@@ -279,7 +280,7 @@ def _read_pyav(info: VideoInfo, indices: list[int], size: tuple[int, int] | None
                     found[position] = frame.to_ndarray(format="rgb24", width=width, height=height)
                 if position >= last:
                     break
-        except av.error.FFmpegError as err:
+        except FFmpegError as err:
             raise DecodeError(f"PyAV cannot decode {info.path}: {err}") from err
     if not found:
         raise DecodeError(f"{info.path}: no frame decoded")
@@ -306,6 +307,7 @@ def read_audio(
     and ``is_missing=True``.
     """
     import av
+    from av.error import FFmpegError
 
     if missing_audio not in ("error", "zeros"):
         raise ValueError(f"missing_audio must be 'error' or 'zeros', got {missing_audio!r}")
@@ -325,7 +327,7 @@ def read_audio(
                     chunks.append(out.to_ndarray().reshape(-1))
             for out in resampler.resample(None):
                 chunks.append(out.to_ndarray().reshape(-1))
-        except av.error.FFmpegError as err:
+        except FFmpegError as err:
             raise DecodeError(f"PyAV cannot decode the audio of {path}: {err}") from err
     if not chunks:
         if missing_audio == "zeros":

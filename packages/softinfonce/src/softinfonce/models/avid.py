@@ -227,12 +227,15 @@ class ProjectionHead(nn.Module):
 
 
 class AVModel(nn.Module):
-    """Both encoders and both heads. ``forward(video, audio) -> (z_video, z_audio)`` (unnormalised)."""
+    """Both encoders and both heads. ``forward(video, audio) -> (z_video, z_audio)`` (unnormalised).
+
+    The encoders are AVID's :class:`R2Plus1D` and :class:`AudioConv2D` by default; any module
+    mapping a batch to ``(B, C)`` features fits (the tiny MLPs, the torchvision nets)."""
 
     def __init__(
         self,
-        video_model: R2Plus1D,
-        audio_model: AudioConv2D,
+        video_model: nn.Module,
+        audio_model: nn.Module,
         video_proj: ProjectionHead,
         audio_proj: ProjectionHead,
     ) -> None:
