@@ -449,3 +449,15 @@ def test_extra_module_and_optimizer_resume_exactly(tmp_path):
     resumed = WithCritic()
     Trainer(resumed, cfg(tmp_path, "split", epochs=2, resume=True)).fit()
     assert same(params(resumed.critic), params(straight.critic), atol=1e-6)
+
+
+def test_eval_every_zero_evaluates_only_after_the_last_epoch(tmp_path):
+    result = Trainer(Regression(), cfg(tmp_path, epochs=3, eval_every=0)).fit()
+    assert ["val_mse" in h for h in result.history] == [False, False, True]
+
+
+def test_save_every_keeps_the_last_checkpoint(tmp_path):
+    Trainer(Regression(), cfg(tmp_path, epochs=3, save_every=2)).fit()
+    state = json.loads((tmp_path / "run" / "checkpoint" / "trainer_state.json").read_text())
+    assert state["epochs_done"] == 3 and state["step"] == 24
+    assert not (tmp_path / "run" / "checkpoint.tmp").exists()

@@ -370,10 +370,13 @@ def trainer_config_from_args(args: argparse.Namespace, **overrides: Any) -> Trai
 
 
 def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
+    """Log to stderr: INFO by default, WARNING with ``quiet``, DEBUG with ``-vv``. accelerate's
+    own per-checkpoint INFO lines show only with ``-v``."""
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("accelerate").setLevel(logging.WARNING if verbose < 1 else level)
 
 
 def run_cli(handler: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
