@@ -180,7 +180,7 @@ def test_demo_prints_mean_std_margin_and_verdict(capsys):
 
 def test_format_demo_result_without_verdicts():
     result = DemoResult("p", "c", "acc", 0.8, 0.5, True, Table(["a"], [[1]]))
-    assert "ours 0.8 vs baseline 0.5 -> held (single run, no margin)" in format_demo_result(result)
+    assert "ours 0.8 vs baseline 0.5 -> held (one run, no margin)" in format_demo_result(result)
 
 
 def test_failure_is_one_line_and_exit_code_1(capsys):

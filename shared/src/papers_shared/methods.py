@@ -109,7 +109,7 @@ class DemoResult:
             return [v.line() for v in self.verdicts]
         return [
             f"{self.metric}: ours {self.ours:.4g} vs baseline {self.baseline:.4g} -> "
-            f"{self.verdict} (single run, no margin)"
+            f"{self.verdict} (one run, no margin)"
         ]
 
     def to_dict(self) -> dict[str, Any]:
