@@ -70,10 +70,10 @@ def test_set_loader_epoch_is_a_no_op_without_set_epoch():
 
 def test_cpu_peak_memory_sees_a_large_allocation():
     with measure_peak_memory("cpu", interval=0.0005) as meter:
-        block = torch.ones(64 * 2**20 // 4)  # 64 MiB
+        block = torch.ones(64 * 2**20 // 4)  # 64 MiB, alive at the block's end: no sampling luck
         block.add_(1)
-        del block
     result = meter.result
+    del block
     assert result.extra_mib > 32 and result.method.startswith("rss")
 
 
