@@ -52,7 +52,7 @@ class BankERM(ERM):
     """ERM with a buffer changed by every forward (like a memory bank or BatchNorm statistics)
     and a hook that poisons chosen steps' inputs with NaN."""
 
-    poison_steps: set[int] = set()
+    poison_steps: frozenset[int] = frozenset()  # tests set it with monkeypatch
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -91,18 +91,17 @@ def test_guarded_update_skips_a_nan_step_without_touching_any_state():
     assert torch.isfinite(algorithm.bank).all()
 
 
-def test_trainer_counts_skipped_steps_and_stops_after_max_in_a_row(tmp_path):
-    BankERM.poison_steps = {1, 4}
+def test_trainer_counts_skipped_steps_and_stops_after_max_in_a_row(monkeypatch):
+    monkeypatch.setattr(BankERM, "poison_steps", {1, 4})
     records, algorithm = train_algorithm(tiny(), BankERM)
     assert sum(r["nonfinite_skipped"] for r in records) == 2
     assert all(torch.isfinite(p).all() for p in algorithm.parameters())
     assert torch.isfinite(algorithm.bank).all()
-    BankERM.poison_steps = {2, 3, 4}
+    monkeypatch.setattr(BankERM, "poison_steps", {2, 3, 4})
     with pytest.raises(NonFiniteLossError, match="3 consecutive steps"):
         train_algorithm(tiny(), BankERM)
     records, _ = train_algorithm(tiny(max_nonfinite=4), BankERM)  # configurable
     assert sum(r["nonfinite_skipped"] for r in records) == 3
-    BankERM.poison_steps = set()
 
 
 def test_a_folder_holding_a_run_is_refused_unless_resume_or_overwrite(tmp_path):

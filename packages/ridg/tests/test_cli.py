@@ -26,6 +26,12 @@ def test_train_writes_domainbed_results_and_eval_reads_the_model(tmp_path, capsy
     assert main(["eval", "--model", str(out / "model.pkl"), "--json"]) == 0
     accs = json.loads(capsys.readouterr().out)
     assert set(accs) == {"0", "1", "2"} and all(0.0 <= a <= 1.0 for a in accs.values())
+    assert main(["eval", "--model", str(out), "--json"]) == 0  # the run folder itself
+    assert json.loads(capsys.readouterr().out) == accs
+    assert main([*argv, "--hparams", HP, "--output-dir", str(out)]) == 1  # holds a run now
+    err = capsys.readouterr().err
+    assert "--resume" in err and "--overwrite" in err
+    assert (out / "model.pkl").exists()
 
 
 def test_sweep_resumes_and_collect_prints_a_table(tmp_path, capsys):
