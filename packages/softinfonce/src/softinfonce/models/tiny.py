@@ -1,4 +1,4 @@
-"""Tiny MLP encoders for CPU demos and tests (the spec's toy-scale setting)."""
+"""Tiny MLP encoders for CPU demos and tests (the toy scale of the demo)."""
 
 from __future__ import annotations
 

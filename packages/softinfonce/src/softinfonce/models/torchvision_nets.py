@@ -31,7 +31,7 @@ def _pool(kind: Pool, dims: int) -> nn.Module:
 class AudioResNet18(nn.Module):
     """torchvision's ResNet-18 on a 1-channel spectrogram, without the classifier.
 
-    ``x: (B, 1, time, freq) -> (B, 512)``. ``pool="max"`` (default, [UNVERIFIED]) matches the
+    ``x: (B, 1, time, freq) -> (B, 512)``. ``pool="max"`` (default; our choice, the paper does not say) matches the
     AVID encoders' global max pool; ``"avg"`` is torchvision's. 11,170,240 parameters.
     """
 
