@@ -45,8 +45,12 @@ def cub_sized(seed: int = 0) -> ZSLData:
     )  # fmt: skip
 
 
-def time_epoch(base: str, use_dsp: bool, data: ZSLData, steps: int, device: str) -> tuple:
-    cfg, _ = get_preset(base, "CUB", use_dsp=use_dsp, enhance="v2sm" if use_dsp else "none")
+def time_epoch(
+    base: str, use_dsp: bool, data: ZSLData, steps: int, device: str, v2sm: str = "gated"
+) -> tuple:
+    cfg, _ = get_preset(
+        base, "CUB", use_dsp=use_dsp, enhance="v2sm" if use_dsp else "none", v2sm=v2sm
+    )
     torch.manual_seed(0)
     task = DSPTask(cfg, data)
     model = task.build_model().to(device)
@@ -81,16 +85,17 @@ def main() -> None:
     parser.add_argument("--bases", default="clswgan,tfvaegan,free", help="comma-separated")
     parser.add_argument("--steps", type=int, default=3, help="timed steps (0: whole epoch)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda")
+    parser.add_argument("--v2sm", default="gated", help="V2SM variant of the DSP arm: gated | mlp")
     args = parser.parse_args()
     data = cub_sized()
     print(f"# {' '.join(sys.argv)}")
     print(f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"threads {torch.get_num_threads()}, device {args.device}")  # fmt: skip
+          f"threads {torch.get_num_threads()}, device {args.device}, V2SM {args.v2sm}")  # fmt: skip
     print("| base | critic_iter | steps/epoch | base s/epoch | +DSP s/epoch | ratio |")
     print("|---|---|---|---|---|---|")
     for base in args.bases.split(","):
         t0, _, spe, k = time_epoch(base, False, data, args.steps, args.device)
-        t1, _, _, _ = time_epoch(base, True, data, args.steps, args.device)
+        t1, _, _, _ = time_epoch(base, True, data, args.steps, args.device, args.v2sm)
         print(f"| {base} | {k} | {spe} | {t0:.1f} | {t1:.1f} | {t1 / t0:.2f}x |", flush=True)
     if args.steps:
         print(f"# epoch times extrapolated from {args.steps} timed steps after a warm-up step")

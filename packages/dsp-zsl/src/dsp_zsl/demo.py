@@ -68,15 +68,21 @@ def demo(
     progress: bool | None = None,
     seed: int = 0,
     bases: tuple[str, ...] = BASES,
+    dsp_overrides: dict[str, Any] | None = None,
 ) -> DemoResult:
-    """Train every base with and without DSP on generated data; judge H per base."""
+    """Train every base with and without DSP on generated data; judge H per base.
+
+    ``dsp_overrides`` changes DSP settings of the DSP arm only (e.g. ``{"vope_residual": True}``);
+    the printed title names them.
+    """
     from dsp_zsl.train import fit_dsp
     from papers_shared.trainer import TrainerConfig
 
     num_seeds = 5 if full else 3
     epochs = 20 if full else 8
     seeds = [seed + i for i in range(num_seeds)]
-    run_dir = make_run_dir("dsp-zsl", output_root, name=f"demo-{'full' if full else 'quick'}")
+    tag = "".join(f"-{k}={v}" for k, v in sorted((dsp_overrides or {}).items()))
+    run_dir = make_run_dir("dsp-zsl", output_root, name=f"demo-{'full' if full else 'quick'}{tag}")
     data_cfg = dict(num_seen=40, num_unseen=10, num_val=5, att_dim=16, feature_dim=32)
     results: dict[str, dict[str, list[dict[str, float]]]] = {
         b: {"base": [], "dsp": []} for b in bases
@@ -91,6 +97,8 @@ def demo(
             write_synthetic_xlsa17(folder, name, SyntheticZSLConfig(seed=s, **data_cfg))
         data = load_xlsa17(folder, name)
         cfg = demo_config(base, use_dsp, data.att_dim, data.feature_dim)
+        if use_dsp and dsp_overrides:
+            cfg = cfg.replace(**dsp_overrides)
         trainer_cfg = TrainerConfig(
             output_dir=str(run_dir / f"{base}-{'dsp' if use_dsp else 'base'}-seed{s}"),
             epochs=epochs,
@@ -140,7 +148,8 @@ def demo(
         ["arm", "U", "S", "H"],
         rows,
         title=f"dsp-zsl demo ({'full' if full else 'quick'}): generated xlsa17 data, "
-        f"{num_seeds} seeds, {epochs} epochs per run, epoch chosen on validation",
+        f"{num_seeds} seeds, {epochs} epochs per run, epoch chosen on validation"
+        + (f"; DSP arm with {dsp_overrides}" if dsp_overrides else ""),
         notes=[
             f"mean +- std over seeds {seeds}; margin {MARGIN_H:g} H points per base, "
             "paired over seeds (held iff mean difference > margin and > 2 se)",

@@ -348,6 +348,7 @@ class DSPTask(TrainTask):
         assert self.critic is not None
         device = next(model.parameters()).device
         self.critic.to(device)
+        _broadcast_module(self.critic)  # the trainer's DDP copies rank 0's generator side only
         betas = (self.cfg.beta1, 0.999)
         critic_groups = _param_groups(self.critic, self.base.critic_lr_keys, self.cfg)
         self.critic_opt = torch.optim.Adam(critic_groups, betas=betas)
@@ -456,6 +457,17 @@ class DSPTask(TrainTask):
 def _unwrap(model: nn.Module) -> nn.Module:
     inner = getattr(model, "module", None)
     return inner if isinstance(inner, nn.Module) else model
+
+
+def _broadcast_module(module: nn.Module) -> None:
+    """Copy rank 0's parameters and buffers to every rank (no-op without a process group)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return
+    with torch.no_grad():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor.data, src=0)
 
 
 def _all_reduce_grads(module: nn.Module) -> None:
