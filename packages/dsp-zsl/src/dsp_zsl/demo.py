@@ -69,17 +69,18 @@ def demo(
     seed: int = 0,
     bases: tuple[str, ...] = BASES,
     dsp_overrides: dict[str, Any] | None = None,
+    epochs: int | None = None,
 ) -> DemoResult:
     """Train every base with and without DSP on generated data; judge H per base.
 
     ``dsp_overrides`` changes DSP settings of the DSP arm only (e.g. ``{"vope_residual": True}``);
-    the printed title names them.
+    the printed title names them. ``epochs`` overrides the budget of both arms.
     """
     from dsp_zsl.train import fit_dsp
     from papers_shared.trainer import TrainerConfig
 
     num_seeds = 5 if full else 3
-    epochs = 20 if full else 8
+    epochs = epochs or (20 if full else 8)
     seeds = [seed + i for i in range(num_seeds)]
     tag = "".join(f"-{k}={v}" for k, v in sorted((dsp_overrides or {}).items()))
     run_dir = make_run_dir("dsp-zsl", output_root, name=f"demo-{'full' if full else 'quick'}{tag}")
