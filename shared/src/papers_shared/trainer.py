@@ -216,7 +216,8 @@ class TrainTask:
         return None
 
     def train_dataloader(self) -> torch.utils.data.DataLoader:
-        """The loader as for one process, with a plain (or shuffling) sampler, no
+        """Called after the process group exists (``torch.distributed`` is initialised under a
+        launcher). The loader as for one process, with a plain (or shuffling) sampler, no
         DistributedSampler: the trainer shards it across ranks and moves batches to the device.
         ``batch_size`` is per rank, so the global batch is ``batch_size * world_size``. A shuffled
         loader's order in epoch e is drawn from ``TrainerConfig.seed + e`` (the same on every rank
@@ -260,7 +261,9 @@ class TrainTask:
         """After each optimizer step (e.g. an EMA update); ``model`` is unwrapped."""
 
     def state_dict(self) -> dict[str, Any]:
-        """Extra task state saved in checkpoints (EMA weights, memory banks...)."""
+        """Extra task state saved in checkpoints (EMA weights, memory banks...), one file per
+        rank. Tensors, numbers, strings, lists and dicts only: it is read back with
+        ``torch.load(weights_only=True)``."""
         return {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
