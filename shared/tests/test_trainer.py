@@ -269,9 +269,10 @@ def test_bf16_on_cpu_autocasts(tmp_path):
     assert next(result.model.parameters()).dtype == torch.float32
 
 
-def test_fp32_on_cpu_does_not_autocast(tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_fp32_and_auto_on_cpu_do_not_autocast(tmp_path, precision):
     task = Regression()
-    Trainer(task, cfg(tmp_path, epochs=1, precision="fp32")).fit()
+    Trainer(task, cfg(tmp_path, epochs=1, precision=precision)).fit()
     assert not any(enabled for _, enabled, _ in task.seen)
 
 
