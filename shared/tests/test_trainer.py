@@ -467,3 +467,13 @@ def test_save_every_keeps_the_last_checkpoint(tmp_path):
     state = json.loads((tmp_path / "run" / "checkpoint" / "trainer_state.json").read_text())
     assert state["epochs_done"] == 3 and state["step"] == 24
     assert not (tmp_path / "run" / "checkpoint.tmp").exists()
+
+
+def test_resume_uses_the_previous_checkpoint_when_the_swap_was_cut(tmp_path):
+    Trainer(Regression(), cfg(tmp_path, epochs=2)).fit()
+    run = tmp_path / "run"
+    (run / "checkpoint").rename(run / "checkpoint.old")  # as if stopped between the renames
+    result = Trainer(Regression(), cfg(tmp_path, epochs=3, resume=True)).fit()
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    assert result.final["steps"] == 24
+    assert (run / "checkpoint").is_dir() and not (run / "checkpoint.old").exists()

@@ -501,6 +501,10 @@ class Trainer:
         set_seed(cfg.seed, device_specific=True)
         counters = _Counters()
         checkpoint_dir = self.run_dir / CHECKPOINT_DIR
+        previous = self.run_dir / (CHECKPOINT_DIR + ".old")
+        if mode == "resume" and not checkpoint_dir.is_dir() and (previous / _STATE_FILE).is_file():
+            # stopped while swapping in a new checkpoint: the previous one is complete
+            checkpoint_dir = previous
         if mode == "resume" and (checkpoint_dir / _STATE_FILE).is_file():
             counters.load(json.loads((checkpoint_dir / _STATE_FILE).read_text()))
         if mode == "resume" and self._finished(counters):
