@@ -1,0 +1,1 @@
+"""KeViLI, TransVG and LeViLM (``kevili``, ``levilm``), their layers, visual and text encoders."""
