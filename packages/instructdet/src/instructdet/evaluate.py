@@ -170,7 +170,7 @@ def _coco_ap(samples: Sequence[Sample]) -> dict[str, float]:
     if not dets:
         return {"AP": 0.0, "AP50": 0.0, "AP75": 0.0}
     with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO()
+        gt: Any = COCO()
         gt.dataset = {
             "images": images,
             "annotations": anns,
@@ -201,14 +201,15 @@ def evaluate_predictions(
     score_threshold: float = 0.5,
 ) -> dict[str, Any]:
     """All metrics overall, per level and per single / multi target."""
-    if not isinstance(gt, dict):
+    if isinstance(gt, dict):
+        truth = gt
+    else:
         path = Path(gt)
         if not path.is_file():
             raise FileNotFoundError(f"no ground-truth file at {path}")
-        gt = json.loads(path.read_text(encoding="utf-8"))
-    if not isinstance(predictions, list):
-        predictions = load_predictions(predictions)
-    samples = _samples(gt, predictions)
+        truth = json.loads(path.read_text(encoding="utf-8"))
+    preds = predictions if isinstance(predictions, list) else load_predictions(predictions)
+    samples = _samples(truth, preds)
     result: dict[str, Any] = {"overall": _metrics(samples, score_threshold)}
     result["single_target"] = _metrics([s for s in samples if not s.multi], score_threshold)
     result["multi_target"] = _metrics([s for s in samples if s.multi], score_threshold)

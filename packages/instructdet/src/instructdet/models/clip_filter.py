@@ -62,7 +62,7 @@ class ClipScorer:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.model = model.eval().to(device)
+        self.model: Any = model.eval().to(device)
         self.preprocess = preprocess
         self.tokenizer = tokenizer
         self.device = torch.device(device)
