@@ -32,8 +32,13 @@ def stage_throughput(repeat: int) -> list[tuple[str, float]]:
     from instructdet.pipeline.runner import Pipeline
 
     pipe = Pipeline(
-        PipelineConfig(dbscan_eps=1.0), llm=TemplateLLM(), caption_vlm=TemplateVLM(), local_vlm=TemplateVLM(),
-        scorer=tiny_clip_scorer(0), embedder=HashingEmbedder(), image_loader=sample_image_loader,
+        PipelineConfig(dbscan_eps=1.0),
+        llm=TemplateLLM(),
+        caption_vlm=TemplateVLM(),
+        local_vlm=TemplateVLM(),
+        scorer=tiny_clip_scorer(0),
+        embedder=HashingEmbedder(),
+        image_loader=sample_image_loader,
     )
     records = []
     for i in range(repeat):
@@ -52,14 +57,31 @@ def stage_throughput(repeat: int) -> list[tuple[str, float]]:
 
 def filter_throughput(objects: int, phrases: int) -> tuple[float, float, float]:
     import open_clip
-
     from instructdet.models.clip_filter import ClipScorer, filter_phrases
 
-    model, _, preprocess = open_clip.create_model_and_transforms("ViT-B-32-quickgelu", pretrained=None)
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        "ViT-B-32-quickgelu", pretrained=None
+    )
     tokenizer = open_clip.get_tokenizer("ViT-B-32-quickgelu")
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8))
-    words = "red blue small large man woman dog car left right near behind table chair tall".split()
+    words = [
+        "red",
+        "blue",
+        "small",
+        "large",
+        "man",
+        "woman",
+        "dog",
+        "car",
+        "left",
+        "right",
+        "near",
+        "behind",
+        "table",
+        "chair",
+        "tall",
+    ]
     pyrng = random.Random(0)
     jobs = []
     for i in range(objects):
@@ -89,15 +111,21 @@ def filter_throughput(objects: int, phrases: int) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--threads", type=int, default=torch.get_num_threads(), help="torch threads"
+    )
     parser.add_argument("--repeat", type=int, default=3, help="copies of the six sample photos")
     parser.add_argument("--objects", type=int, default=6, help="objects in the filter benchmark")
     parser.add_argument("--phrases", type=int, default=16, help="generated phrases per object")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"# instructdet benchmark: torch {torch.__version__}, {args.threads} thread(s), "
-          f"{platform.processor() or platform.machine()}")
+    print(
+        f"# instructdet benchmark: torch {torch.__version__}, {args.threads} thread(s), "
+        f"{platform.processor() or platform.machine()}"
+    )
     print("\n| stage | records/s (template backends, tiny CLIP) |\n|---|---|")
     for stage, rate in stage_throughput(args.repeat):
         print(f"| {stage} | {rate:.1f} |")

@@ -1,7 +1,6 @@
 import json
 
 import pytest
-
 from instructdet.cli import build_parser, main
 
 
@@ -27,10 +26,36 @@ def test_build_generate_export_validate_evaluate(tmp_path, capsys):
     assert main(["build", "--source", "sample", "--output", str(records)]) == 0
     run = tmp_path / "run"
     stages = "llm_phrases,shared_phrases,conjunctions,levels"
-    assert main(["generate", str(records), "--output-dir", str(run), "--stages", stages, "--seed", "1"]) == 0
-    assert main(["generate", str(records), "--output-dir", str(run), "--stages", stages, "--seed", "1"]) == 1
+    assert (
+        main(
+            ["generate", str(records), "--output-dir", str(run), "--stages", stages, "--seed", "1"]
+        )
+        == 0
+    )
+    assert (
+        main(
+            ["generate", str(records), "--output-dir", str(run), "--stages", stages, "--seed", "1"]
+        )
+        == 1
+    )
     assert "--resume" in capsys.readouterr().err
-    assert main(["generate", str(records), "--output-dir", str(run), "--stages", stages, "--seed", "1", "--resume", "--json"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                str(records),
+                "--output-dir",
+                str(run),
+                "--stages",
+                stages,
+                "--seed",
+                "1",
+                "--resume",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["nothing_to_do"] is True
     exported = tmp_path / "indet.json"
     assert main(["export", str(run / "records.jsonl"), "--output", str(exported)]) == 0
@@ -38,7 +63,10 @@ def test_build_generate_export_validate_evaluate(tmp_path, capsys):
     assert main(["stats", str(exported), "--json"]) == 0
     capsys.readouterr()
     data = json.loads(exported.read_text())
-    preds = [{"image_id": img["id"], "bbox": [0, 0, img["width"], img["height"]], "score": 1.0} for img in data["images"]]
+    preds = [
+        {"image_id": img["id"], "bbox": [0, 0, img["width"], img["height"]], "score": 1.0}
+        for img in data["images"]
+    ]
     (tmp_path / "pred.json").write_text(json.dumps(preds))
     assert main(["evaluate", str(exported), str(tmp_path / "pred.json"), "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
@@ -63,5 +91,7 @@ def test_bad_input_gives_one_line_error(tmp_path, capsys):
     assert "file_name" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["generate", str(bad), "--shard"])
-    assert main(["generate", str(tmp_path / "none.jsonl"), "--output-dir", str(tmp_path / "o")]) == 1
+    assert (
+        main(["generate", str(tmp_path / "none.jsonl"), "--output-dir", str(tmp_path / "o")]) == 1
+    )
     assert "no JSONL file" in capsys.readouterr().err
