@@ -247,3 +247,76 @@ def test_variants_stay_finite_when_a_sample_without_prefix_tokens_skips_everythi
     logits, aux = forward_dyt(model, x)
     (logits.sum() + aux["token_select"].sum()).backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_conversion_keeps_the_timm_class_and_holds_the_original_layers(tiny_vit):
+    from timm.models.vision_transformer import VisionTransformer
+
+    vit = tiny_vit()
+    original = list(vit.blocks)
+    model = dyt.convert_vit(vit)
+    assert type(model) is VisionTransformer  # no class rewriting
+    for block, timm_block in zip(model.blocks, original):
+        assert isinstance(block, DyTBlock)
+        for name in ("norm1", "attn", "ls1", "norm2", "mlp", "ls2"):
+            assert getattr(block, name) is getattr(timm_block, name), name
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_forward_equals_a_hand_written_dyt_reference(sparse, tiny_dyt):
+    """out = x + m * MLP(norm2(x)) + adapter(x) after attention, m = 1[TD(x) > 0], CLS kept."""
+    model = tiny_dyt(seed=3).eval()
+    dyt.set_sparse_inference(model, sparse)
+    images = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        x = model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(images))))
+        for block in model.blocks:
+            x = x + block.ls1(block.attn(block.norm1(x)))
+            logits = block.mlp_token_select.mlp_head(x[:, 1:])
+            mask = torch.cat([torch.ones_like(logits[:, :1]), (logits > 0).float()], dim=1)
+            x = x + mask * block.ls2(block.mlp(block.norm2(x))) + block.adaptmlp(x)
+        expected = model.forward_head(model.norm(x))
+        got = model(images)
+    assert (got - expected).abs().max() < 1e-5
+
+
+def test_registered_model_follows_timm_conventions():
+    model = timm.create_model("dyt_vit_test").eval()
+    assert model.default_cfg["input_size"] == (3, 32, 32)  # matches the 32 px model
+    x = torch.randn(2, 3, 32, 32)
+    logits = model(x)
+    assert isinstance(logits, torch.Tensor) and logits.shape == (2, 10)
+    assert isinstance(model.train()(x), torch.Tensor)  # logits in training too
+    model.eval()
+    torch.testing.assert_close(torch.jit.script(model)(x), logits)
+    features = timm.create_model("dyt_vit_test", features_only=True).eval()
+    assert [tuple(f.shape) for f in features(x)] == [(2, 32, 4, 4)] * 3
+    assert isinstance(features.model.blocks[0], DyTBlock)
+    with pytest.raises(TypeError):
+        timm.create_model("dyt_vit_test", not_a_model_arg=1)
+
+
+def test_fx_feature_extraction_matches_eager():
+    from timm.models import get_notrace_functions, get_notrace_modules
+    from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
+
+    model = timm.create_model("dyt_vit_test").eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "token_select" in name and name.endswith("weight"):
+                param.normal_(0.0, 0.5)
+    tracer = dict(leaf_modules=get_notrace_modules(), autowrap_functions=get_notrace_functions())
+    _, eval_nodes = get_graph_node_names(model, tracer_kwargs=tracer)
+    fx_model = create_feature_extractor(model, return_nodes=[eval_nodes[-1]], tracer_kwargs=tracer)
+    x = torch.randn(3, 3, 32, 32)
+    torch.testing.assert_close(next(iter(fx_model(x).values())), model(x))
+
+
+def test_forward_dyt_refuses_gradient_checkpointing_in_training(tiny_dyt):
+    model = tiny_dyt().train()
+    model.set_grad_checkpointing(True)
+    with pytest.raises(ValueError, match="checkpointing"):
+        dyt.forward_dyt(model, torch.randn(1, 3, 32, 32))
+    model.eval()
+    logits, aux = dyt.forward_dyt(model, torch.randn(1, 3, 32, 32))  # eval is fine
+    assert aux["token_select"].shape == (1, 2, 16, 1)

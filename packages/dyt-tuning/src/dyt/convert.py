@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import timm.layers.pos_embed as timm_pos_embed
 import torch
-from timm.layers import resample_abs_pos_embed
 from torch import nn
 
 from dyt.models.dispatch import get_dyt_config, trainable_state_dict
@@ -160,7 +160,7 @@ def _to_model_keys(state: dict[str, torch.Tensor], own: Mapping[str, Any]) -> di
     return mapped
 
 
-def load_backbone(model: nn.Module, source: Source, *, trust_checkpoint: bool = False) -> KeyReport:
+def load_backbone(model: Any, source: Source, *, trust_checkpoint: bool = False) -> KeyReport:
     """Load pre-trained ViT / Swin weights (e.g. timm ``vit_base_patch16_224.orig_in21k``) into a
     DyT model.
 
@@ -181,7 +181,8 @@ def load_backbone(model: nn.Module, source: Source, *, trust_checkpoint: bool = 
         prefix = 0 if getattr(model, "no_embed_class", False) else int(model.num_prefix_tokens)
         old_patches = state["pos_embed"].shape[1] - prefix
         old_side = int(round(old_patches**0.5))
-        state["pos_embed"] = resample_abs_pos_embed(
+        resample: Any = timm_pos_embed.resample_abs_pos_embed  # torch.fx.wrap hides its type
+        state["pos_embed"] = resample(
             state["pos_embed"],
             new_size=list(model.patch_embed.grid_size),
             old_size=[old_side, old_side],

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -49,7 +50,7 @@ class ViTDims:
         return self.num_patches + self.num_prefix_tokens
 
     @classmethod
-    def from_model(cls, model: nn.Module) -> ViTDims:
+    def from_model(cls, model: Any) -> ViTDims:
         """Read the sizes of a timm ``VisionTransformer`` (DyT-converted or not)."""
         patch_embed = model.patch_embed
         proj = patch_embed.proj

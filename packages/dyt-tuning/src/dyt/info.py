@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import timm
 import torch
@@ -42,7 +43,7 @@ _ROWS: list[tuple[str, str, dict | None, str, str]] = [
 ]  # fmt: skip
 
 
-def _meta_model(backbone: str, overrides: dict | None) -> nn.Module:
+def _meta_model(backbone: str, overrides: dict | None) -> Any:
     with torch.device("meta"):
         model = timm.create_model(backbone, pretrained=False, num_classes=100)
     if overrides is None:
@@ -58,10 +59,11 @@ def _extra_params(model: nn.Module, overrides: dict | None) -> int:
     )
 
 
-def _nominal_gflops(model: nn.Module, overrides: dict | None) -> float:
+def _nominal_gflops(model: Any, overrides: dict | None) -> float:
     """GFLOPs with exactly a fraction r of the dispatchable tokens active everywhere."""
     if isinstance(model, SwinTransformer):
-        blocks = [getattr(b, "base_layer", b) for stage in model.layers for b in stage.blocks]
+        stages: Any = model.layers
+        blocks = [getattr(b, "base_layer", b) for stage in stages for b in stage.blocks]
         rate = 1.0 if overrides is None else overrides["rate"]
         return swin_flops(model, [rate * math.prod(b.input_resolution) for b in blocks]).gflops
     dims = ViTDims.from_model(model)

@@ -79,15 +79,21 @@ def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
         cfg.model, pretrained=cfg.pretrained, img_size=cfg.img_size, num_classes=num_classes,
         **cfg.model_overrides,
     )  # fmt: skip
-    init = dict(num_classes=num_classes, head_init_std=cfg.head_init_std)
     if isinstance(backbone, SwinTransformer):
         if cfg.num_frames > 0:
             raise ValueError("the video model needs a ViT backbone, got a Swin")
-        model: nn.Module = convert_swin(backbone, cfg.dyt, **init)
+        model: nn.Module = convert_swin(
+            backbone, cfg.dyt, num_classes=num_classes, head_init_std=cfg.head_init_std
+        )
     elif cfg.num_frames > 0:
-        model = convert_vit_to_video(backbone, cfg.dyt, num_frames=cfg.num_frames, **init)
+        model = convert_vit_to_video(
+            backbone, cfg.dyt, num_classes=num_classes, num_frames=cfg.num_frames,
+            head_init_std=cfg.head_init_std,
+        )  # fmt: skip
     else:
-        model = convert_vit(backbone, cfg.dyt, **init)
+        model = convert_vit(
+            backbone, cfg.dyt, num_classes=num_classes, head_init_std=cfg.head_init_std
+        )
     if cfg.backbone_checkpoint:
         load_backbone(model, cfg.backbone_checkpoint)
     return model
@@ -158,7 +164,7 @@ def evaluate(
 
     model.eval()
     packed = get_dyt_config(model).sparse_inference if sparse is None else sparse
-    num_classes = int(model.num_classes)
+    num_classes = int(vars(model)["num_classes"])
     correct = count = active_sum = flops_sum = 0.0
     token_slots = 0.0
     class_hits = class_totals = torch.zeros(num_classes, dtype=torch.float64)
@@ -182,7 +188,16 @@ def evaluate(
         flops = _flops(model, aux["token_select"], aux["active_per_block"], packed)
         flops_sum += sum(flops) / views
     reduced = _all_reduce_sum(
-        [correct, count, active_sum, token_slots, flops_sum, *class_hits, *class_totals], device
+        [
+            correct,
+            count,
+            active_sum,
+            token_slots,
+            flops_sum,
+            *class_hits.tolist(),
+            *class_totals.tolist(),
+        ],
+        device,
     )
     correct, count, active_sum, token_slots, flops_sum = reduced[:5]
     class_hits = torch.tensor(reduced[5 : 5 + num_classes])

@@ -157,7 +157,9 @@ class VideoClipDataset(Dataset):
         self.train, self.num_frames, self.stride = train, num_frames, stride
         self.img_size, self.test_clips, self.protocol = img_size, test_clips, protocol
         use_augment = protocol == "ssv2" and train and rand_augment
-        self.rand_augment = VideoRandAugment(rand_augment, img_size) if use_augment else None
+        self.rand_augment = (
+            VideoRandAugment(rand_augment, img_size) if use_augment and rand_augment else None
+        )
 
     def __len__(self) -> int:
         return len(self.items)
@@ -236,7 +238,7 @@ class VideoClipDataset(Dataset):
         clip = self._to_float(frames)
         from torchvision.transforms import RandomResizedCrop
 
-        top, left, height, width = RandomResizedCrop.get_params(clip, (0.08, 1.0), (3 / 4, 4 / 3))
+        top, left, height, width = RandomResizedCrop.get_params(clip, [0.08, 1.0], [3 / 4, 4 / 3])
         clip = clip[..., top : top + height, left : left + width]
         clip = F.interpolate(clip, size=(self.img_size, self.img_size), mode="bilinear",
                              align_corners=False)  # fmt: skip

@@ -13,6 +13,8 @@ pixel-wise KL to the detached complete prediction, the segmentation form of the 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from dyt.config import DyTConfig
 from dyt.losses import pixel_distillation_kl, rate_loss
@@ -77,7 +79,7 @@ class DyTSegmentationBackbone(nn.Module):
 
         if len(out_indices) != 4:
             raise ValueError(f"out_indices needs 4 block indices, got {out_indices}")
-        vit = VisionTransformer(
+        vit: Any = VisionTransformer(
             img_size=img_size, patch_size=patch_size, embed_dim=embed_dim, depth=depth,
             num_heads=num_heads, mlp_ratio=mlp_ratio, drop_path_rate=drop_path_rate, num_classes=0,
         )  # fmt: skip
@@ -119,7 +121,7 @@ class DyTSegmentationBackbone(nn.Module):
             param.requires_grad_(not frozen)
         self.token_loss = torch.zeros(())
 
-    def _rel_pos_bias(self, block: nn.Module) -> torch.Tensor:
+    def _rel_pos_bias(self, block: Any) -> torch.Tensor:
         table = block.attn.relative_position_bias_table
         index = block.attn.relative_position_index
         tokens = index.shape[0]

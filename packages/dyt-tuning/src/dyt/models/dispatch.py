@@ -83,7 +83,7 @@ def set_sparse_inference(model: nn.Module, enabled: bool) -> None:
     for module in model.modules():  # the converted model (and a video model's backbone)
         config = module.__dict__.get("dyt_config")
         if isinstance(config, DyTConfig):
-            module.dyt_config = replace(config, sparse_inference=enabled)
+            vars(module)["dyt_config"] = replace(config, sparse_inference=enabled)
 
 
 @contextmanager

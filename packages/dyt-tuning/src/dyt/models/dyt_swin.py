@@ -89,7 +89,8 @@ def convert_swin(
     for param in model.parameters():
         param.requires_grad_(False)
     reference = next(model.parameters())
-    for stage in model.layers:
+    stages: Any = model.layers
+    for stage in stages:
         stage.blocks = nn.Sequential(*[DyTSwinBlock(block, config) for block in stage.blocks]).to(
             device=reference.device, dtype=reference.dtype
         )
@@ -101,7 +102,7 @@ def convert_swin(
             nn.init.zeros_(fc.bias)
     for param in model.head.parameters():
         param.requires_grad_(True)
-    model.dyt_config = config
+    vars(model)["dyt_config"] = config  # a plain attribute beside the modules
     return model
 
 
@@ -121,7 +122,7 @@ class SwinFlops:
 
 
 def swin_flops(
-    model: nn.Module, active_per_block: Sequence[float] | torch.Tensor | None = None
+    model: Any, active_per_block: Sequence[float] | torch.Tensor | None = None
 ) -> SwinFlops:
     """FLOPs of one image through a timm / DyT Swin at its native resolution.
 
@@ -161,7 +162,8 @@ def swin_flops(
                 math.ceil(height / window_h) * window_h * math.ceil(width / window_w) * window_w
             )
             hidden = block.mlp.fc1.out_features
-            mlp_tokens = tokens if active[index] is None else active[index]
+            count = active[index]
+            mlp_tokens = tokens if count is None else count
             total += 4 * padded * c * c + 2 * padded * block.window_area * c
             total += mlp_tokens * 2 * c * hidden + 2 * tokens * c * bottleneck
             norms += LAYERNORM_COST * c * (tokens + mlp_tokens)

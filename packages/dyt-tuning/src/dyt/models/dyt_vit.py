@@ -16,11 +16,17 @@ from dataclasses import replace
 from typing import Any
 
 import torch
-from timm.layers import register_notrace_function, register_notrace_module
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import (
+    build_model_with_cfg,
+    generate_default_cfgs,
+    register_model,
+    register_notrace_function,
+    register_notrace_module,
+)
 from timm.models.vision_transformer import VisionTransformer
 from timm.models.vision_transformer import checkpoint_filter_fn as _vit_checkpoint_filter_fn
 from torch import nn
+from torch._jit_internal import is_scripting
 
 from dyt.config import DyTConfig
 from dyt.models.dispatch import DispatchBlock, is_dyt_model
@@ -98,7 +104,7 @@ def add_on_active_rows(
 class _ViTDispatchBlock(DispatchBlock):
     """Holds a frozen timm block's layers under their timm names."""
 
-    def __init__(self, block: nn.Module, config: DyTConfig, num_prefix_tokens: int) -> None:
+    def __init__(self, block: Any, config: DyTConfig, num_prefix_tokens: int) -> None:
         super().__init__(config.sparse_inference)
         missing = [name for name in TIMM_BLOCK_PARTS if not hasattr(block, name)]
         if missing:
@@ -207,7 +213,6 @@ class _ViTDispatchBlock(DispatchBlock):
         return x + full * self._attention(x, key_mask=full.squeeze(-1) > 0.5) + adapter_out
 
 
-@register_notrace_module
 class DyTBlock(_ViTDispatchBlock):
     """MLP dispatch (the paper's default, Eq. 5)::
 
@@ -234,12 +239,11 @@ class DyTBlock(_ViTDispatchBlock):
         x = x + self._attention(x, attn_mask=attn_mask)
         mask, logits = self.mlp_token_select(x[:, self.num_prefix_tokens :])
         x = self._dispatched_mlp(x, mask, self.adaptmlp(x))
-        if not torch.jit.is_scripting():
+        if not is_scripting():
             self._record(mask, logits)
         return x
 
 
-@register_notrace_module
 class AttnDispatchBlock(_ViTDispatchBlock):
     """Attention dispatch (paper Sec. 3.3, experimental, no reference code).
 
@@ -267,7 +271,6 @@ class AttnDispatchBlock(_ViTDispatchBlock):
         return x
 
 
-@register_notrace_module
 class AttnMLPDispatchBlock(_ViTDispatchBlock):
     """Attention-MLP dispatch: two TDs and two adapters per block (experimental)."""
 
@@ -293,7 +296,6 @@ class AttnMLPDispatchBlock(_ViTDispatchBlock):
         return x
 
 
-@register_notrace_module
 class LayerDispatchBlock(_ViTDispatchBlock):
     """Layer dispatch: one TD and one adapter parallel to the whole layer (experimental).
 
@@ -334,6 +336,9 @@ class LayerDispatchBlock(_ViTDispatchBlock):
         return attended + self._mlp(tokens + attended)
 
 
+for _block_type in (DyTBlock, AttnDispatchBlock, AttnMLPDispatchBlock, LayerDispatchBlock):
+    register_notrace_module(_block_type)  # fx treats DyT blocks as leaves (data-dependent paths)
+
 BLOCK_TYPES: dict[str, type[_ViTDispatchBlock]] = {
     "mlp": DyTBlock,
     "attn": AttnDispatchBlock,
@@ -371,7 +376,8 @@ def convert_vit(
         param.requires_grad_(False)
     prefix = int(model.num_prefix_tokens)
     reference = next(model.parameters())
-    new_blocks = [block_type(block, config, prefix) for block in model.blocks]
+    blocks: Any = model.blocks
+    new_blocks = [block_type(block, config, prefix) for block in blocks]
     model.blocks = nn.Sequential(*new_blocks).to(device=reference.device, dtype=reference.dtype)
     if num_classes is not None:
         model.reset_classifier(num_classes)
@@ -380,7 +386,7 @@ def convert_vit(
             nn.init.zeros_(model.head.bias)
     for param in model.head.parameters():
         param.requires_grad_(True)
-    model.dyt_config = config
+    vars(model)["dyt_config"] = config  # a plain attribute beside the modules
     return model
 
 
@@ -391,7 +397,7 @@ def _is_dyt_key(key: str) -> bool:
     return any(f".{name}." in key for name in DYT_MODULE_NAMES)
 
 
-def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: nn.Module) -> dict:
+def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: VisionTransformer) -> dict:
     """Pre-trained timm ViT weights for a ``dyt_vit_*`` model: timm's own ViT conversion, and the
     DyT modules a plain ViT checkpoint lacks keep their initialisation."""
     state = _vit_checkpoint_filter_fn(state_dict, model)
@@ -452,7 +458,7 @@ def _build_dyt_vit(
         adapter_dropout=adapter_dropout, adapter_layernorm=adapter_layernorm, tau=tau,
         num_experts=num_experts, dispatch=dispatch, sparse_inference=sparse_inference,
     )  # fmt: skip
-    overrides = {k: v for k, v in given.items() if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     return convert_vit(VisionTransformer(**vit_kwargs), dyt_config, **overrides)
 
 

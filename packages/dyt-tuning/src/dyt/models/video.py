@@ -83,8 +83,10 @@ class DyTVideoTransformer(nn.Module):
         self.num_frames = num_frames
         self.num_classes = num_classes
         embed_dim = int(backbone.embed_dim)
-        num_heads = int(backbone.blocks[0].attn.num_heads)
-        reference = backbone.pos_embed
+        blocks: Any = backbone.blocks
+        first_block = blocks[0]
+        num_heads = int(first_block.attn.num_heads)
+        reference = next(backbone.parameters())
         self.query_token = nn.Parameter(torch.zeros(1, 1, embed_dim, device=reference.device))
         self.attentive_blocks = AttentiveBlock(embed_dim, num_heads).to(reference.device)
         self.head = nn.Linear(embed_dim, num_classes).to(reference.device)
