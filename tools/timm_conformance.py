@@ -149,8 +149,13 @@ def pytest_runtest_logreport(report):
         if report.outcome == "failed":
             text = str(report.longrepr)
             lines = [ln[1:].strip() for ln in text.splitlines() if ln.startswith("E ")]
-            named = [ln for ln in lines if _ERROR.match(ln)]
-            message = (named or lines or text.splitlines()[-1:] or [""])[0][:300]
+            lines = [ln for ln in lines if ln]
+            named = [i for i, ln in enumerate(lines) if _ERROR.match(ln)]
+            if named:  # e.g. TorchScript's "RuntimeError:" is followed by the actual reason
+                message = " ".join(lines[named[0] : named[0] + 3])
+            else:
+                message = (lines or text.splitlines()[-1:] or [""])[0]
+            message = message[:300]
         elif report.outcome == "skipped":
             longrepr = report.longrepr
             message = str(longrepr[2] if isinstance(longrepr, tuple) else longrepr)[:300]
