@@ -56,8 +56,8 @@ ARMS = ("ETRIS (Bridger + decoder)", "decoder only", "text-blind")
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """How long each part trains. ``QUICK`` (the default: one seed, so the verdict is "not shown")
-    takes a few minutes on 2 idle cores; ``FULL`` (3 seeds, the README's numbers) about 15."""
+    """How long each part trains. ``QUICK`` (the default) runs one seed, so its verdict is "not
+    shown"; ``FULL`` runs three seeds (the README's numbers)."""
 
     seeds: int
     clip_steps: int

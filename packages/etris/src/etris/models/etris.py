@@ -34,8 +34,9 @@ __all__ = [
 
 
 class ETRISFeatures(NamedTuple):
-    """Backbone outputs. feats: three image maps (B, C_i, H_i, W_i); words: (B, L, C_t);
-    state: (B, D_out); pooled_image: ViT class-token embedding (B, D_out) or None for ResNets."""
+    """Backbone outputs. feats: three image maps (B, C_i, H_i, W_i) (RN50 at 416: 512x52x52,
+    1024x26x26, 1024x13x13; ViT-B/16: 768x26x26, 768x26x26, 512x26x26); words: ln_final text
+    features (B, L, C_t); state: projected sentence feature (B, D_out)."""
 
     feats: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     words: torch.Tensor
