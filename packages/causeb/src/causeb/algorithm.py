@@ -63,7 +63,9 @@ class CauseEB(Algorithm):
         self.base, self.featurizer_class, self.featurizer_domains = build_branches(
             self.input_shape, hp
         )
-        dim = int(self.featurizer_class.num_features)  # type: ignore[arg-type]
+        dim = self.featurizer_class.num_features
+        if dim is None:  # build_branches always returns trunks with a feature width
+            raise ValueError("the causal trunk has no feature width")
         self.classifier_class = nn.Linear(dim, num_classes)
         cfg = self.config
         self.classifier_domains = DomainMLP(

@@ -92,7 +92,11 @@ def independence_loss(
     The domain features are detached: this loss only updates the causal path.
     causal, domain: pairs of (B, D) -> scalar.
     """
-    return sum(hsic(zc, zd.detach()) for zc in causal for zd in domain)  # type: ignore[return-value]
+    terms = [hsic(zc, zd.detach()) for zc in causal for zd in domain]
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
 
 
 def consistency_loss(

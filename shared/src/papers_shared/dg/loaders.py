@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence, Sized
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ class SplitDataset(Dataset):
 
 def split_dataset(dataset: Dataset, n: int, seed: int = 0) -> tuple[SplitDataset, SplitDataset]:
     """Shuffle indices with ``RandomState(seed)``; the first ``n`` form the first split (DomainBed)."""
-    size = len(dataset)  # type: ignore[arg-type]
+    size = len(cast(Sized, dataset))
     if not 0 <= n <= size:
         raise ValueError(f"split size must be within [0, {size}], got {n}")
     keys = list(range(size))
@@ -44,7 +44,7 @@ def split_dataset(dataset: Dataset, n: int, seed: int = 0) -> tuple[SplitDataset
 
 
 def _labels(dataset: Dataset) -> list[int]:
-    return [int(dataset[i][1]) for i in range(len(dataset))]  # type: ignore[arg-type]
+    return [int(dataset[i][1]) for i in range(len(cast(Sized, dataset)))]
 
 
 def class_balanced_weights(dataset: Dataset) -> torch.Tensor:
@@ -98,7 +98,7 @@ class InfiniteDataLoader:
             raise ValueError(
                 f"batch_size {batch_size} is smaller than the {world_size} processes sharing it"
             )
-        n = len(dataset)  # type: ignore[arg-type]
+        n = len(cast(Sized, dataset))
         if n == 0:
             raise ValueError("cannot sample batches from an empty dataset")
         if weights is None:

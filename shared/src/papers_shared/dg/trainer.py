@@ -382,7 +382,8 @@ def _save_train_state(
 
 
 def _numpy_state() -> dict[str, Any]:
-    name, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
+    state = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state(legacy=True))
+    name, keys, pos, has_gauss, cached = state
     return {
         "name": name,
         "keys": torch.from_numpy(np.asarray(keys).astype(np.int64)),
