@@ -13,6 +13,7 @@ from torch import nn
 from dyt.flops import ViTDims, dyt_flops
 from dyt.models.dyt_swin import convert_swin, swin_flops
 from dyt.models.dyt_vit import convert_vit
+from papers_shared.counting import FLOP_CONVENTION
 from papers_shared.methods import Table
 
 __all__ = ["info"]
@@ -88,15 +89,16 @@ def info() -> list[Table]:
         ])  # fmt: skip
     return [
         Table(
-            title="DyT: extra parameters and GFLOPs (224x224, 100 classes)",
+            title="DyT: extra parameters and GFLOPs (224x224, 100 classes; one multiply-add = "
+            "one FLOP)",
             headers=["configuration", "extra params M (ours)", "paper", "GFLOPs at r (ours)",
                      "paper GFLOPs"],
             rows=rows,
             notes=[
+                FLOP_CONVENTION + ".",
                 "Extra params = adapters + token dispatchers (+ MoE routers), counted on meta models.",
-                "Our GFLOPs assume exactly r*196 active patch tokens in every layer (fvcore "
-                "convention, 1 MAC = 1 FLOP); the paper's figures come from trained eval masks, "
-                "whose rate differs from r (see dyt.eval_flops for mask-driven counts).",
+                "Our GFLOPs assume exactly r*196 active patch tokens in every layer; the paper's "
+                "figures come from trained eval masks, whose rate differs from r (see dyt.eval_flops for mask-driven counts).",
                 "Attention / layer dispatch (experimental): skipped tokens are neither queries "
                 "nor keys, so attention costs 5aC + 4aC^2 + 2a^2C for a active tokens (packed "
                 "eval path); the paper used r=0.5 for attention, 0.7 for attention-MLP and layer.",
