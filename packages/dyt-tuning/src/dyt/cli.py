@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dirs", nargs="+", help="run folders written by `train`")
     report.add_argument(
         "--best", action="store_true",
-        help="best evaluated epoch instead of the last (the paper's protocol, Appendix A)",
+        help="best evaluated epoch instead of the last (the released code's protocol)",
     )  # fmt: skip
     report.set_defaults(handler=_report)
     return parser

@@ -79,8 +79,7 @@ class DyTConfig:
 
 @dataclass
 class TrainConfig:
-    """What is specific to one DyT training run (defaults: the paper's VTAB-1K recipe, Sec. 4.1
-    and Appendix A). Device, precision, seed, run folder and resume belong to
+    """What is specific to one DyT training run (defaults: the paper's VTAB-1K recipe). Device, precision, seed, run folder and resume belong to
     ``papers_shared.trainer.TrainerConfig``."""
 
     data_root: str = ""

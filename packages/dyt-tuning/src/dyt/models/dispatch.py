@@ -35,8 +35,8 @@ Record = tuple[torch.Tensor, torch.Tensor]
 class DispatchBlock(nn.Module):
     """Base of every DyT block: two run-mode switches and the record of its decisions.
 
-    ``complete``: every token goes through the dispatched part (the paper's "complete model",
-    Sec. 3.2); ``sparse_inference``: in eval, gather the active tokens and run the dispatched
+    ``complete``: every token goes through the dispatched part (the paper's "complete model");
+    ``sparse_inference``: in eval, gather the active tokens and run the dispatched
     part on them only (real skipping). Both are set by :func:`dispatch_mode`.
     """
 

@@ -482,13 +482,13 @@ def dyt_vit_test(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
 
 @register_model
 def dyt_vit_base_patch16_224(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
-    """DyT ViT-B/16 (paper Sec. 4); ``pretrained=True`` loads timm's IN-21K backbone."""
+    """DyT ViT-B/16 (the paper's main backbone); ``pretrained=True`` loads timm's IN-21K backbone."""
     model_args = dict(patch_size=16, embed_dim=768, depth=12, num_heads=12)
     return _create_dyt_vit("dyt_vit_base_patch16_224", pretrained, **{**model_args, **kwargs})
 
 
 @register_model
 def dyt_vit_large_patch16_224(pretrained: bool = False, **kwargs: Any) -> VisionTransformer:
-    """DyT ViT-L/16 (paper Table 8); ``pretrained=True`` loads timm's IN-21K backbone."""
+    """DyT ViT-L/16 (the paper's large backbone); ``pretrained=True`` loads timm's IN-21K backbone."""
     model_args = dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16)
     return _create_dyt_vit("dyt_vit_large_patch16_224", pretrained, **{**model_args, **kwargs})
