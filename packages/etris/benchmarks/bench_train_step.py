@@ -23,14 +23,21 @@ import time
 
 
 def _measure(
-    mode: str, variant: str, image_size: int, batch_size: int, steps: int, device: str
+    mode: str,
+    variant: str,
+    image_size: int,
+    batch_size: int,
+    steps: int,
+    device: str,
+    freeze_positions: bool = False,
 ) -> dict:
     import torch
     from etris.losses import etris_loss
     from etris.models import create_etris
 
     torch.manual_seed(0)
-    model = create_etris(variant, image_size=image_size).to(device).train()
+    model = create_etris(variant, image_size=image_size, train_positional=not freeze_positions)
+    model = model.to(device).train()
     if mode == "full":
         for param in model.parameters():
             param.requires_grad_(True)
@@ -102,6 +109,12 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
+    parser.add_argument(
+        "--freeze-positions",
+        action="store_true",
+        help="ETRIS arm with frozen positional embeddings (not the paper's code): the backward "
+        "pass then stops at the first Bridger stage in both towers",
+    )
     parser.add_argument("--child", choices=("etris", "full"), default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
@@ -110,7 +123,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if args.child:
         out = _measure(
-            args.child, args.variant, args.image_size, args.batch_size, args.steps, args.device
+            args.child,
+            args.variant,
+            args.image_size,
+            args.batch_size,
+            args.steps,
+            args.device,
+            freeze_positions=args.freeze_positions and args.child == "etris",
         )
         print(json.dumps(out))
         return
