@@ -92,7 +92,7 @@ def test_timm_names_are_registered():
 def test_timm_pretrained_from_local_file(tmp_path):
     torch.manual_seed(0)
     source = timm.create_model("groupmixformer_miny").eval()
-    path = save_checkpoint(source, tmp_path / "groupmixformer_miny.pth")
+    path = save_checkpoint(source, tmp_path / "weights.pth")
     loaded = timm.create_model(
         "groupmixformer_miny", pretrained=True, pretrained_cfg_overlay={"file": str(path)}
     ).eval()
@@ -131,3 +131,14 @@ def test_timm_forward_intermediates_and_pretrained_cfg():
         final, inter = model.forward_intermediates(torch.randn(1, 1, 64, 64), indices=2)
         assert [m.shape[1] for m in inter] == [160, 160]
         assert model(torch.randn(2, 1, 64, 64)).shape == (2, 160)
+
+
+def test_wrong_variant_file_fails_in_one_line_naming_the_variant(tmp_path):
+    with torch.device("meta"):
+        miny = create_groupmixformer("miny")
+    state = {k: torch.zeros(v.shape, dtype=v.dtype) for k, v in miny.state_dict().items()}
+    torch.save({"model": state}, tmp_path / "weights.pth")
+    with pytest.raises(CheckpointMismatchError) as err:
+        load_checkpoint(GroupMixFormer(**TINY, num_classes=1000), tmp_path / "weights.pth")
+    message = str(err.value)
+    assert "\n" not in message and "groupmixformer_miny" in message

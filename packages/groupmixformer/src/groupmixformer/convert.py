@@ -8,6 +8,7 @@ the classifier where it is unused. Files are read without running code from them
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -15,7 +16,12 @@ import torch
 
 from groupmixformer.config import VARIANTS
 from groupmixformer.models.groupmixformer import GroupMixFormer
-from papers_shared.checkpoint import KeyReport, load_state_dict_checked, read_state_dict
+from papers_shared.checkpoint import (
+    CheckpointMismatchError,
+    KeyReport,
+    load_state_dict_checked,
+    read_state_dict,
+)
 
 __all__ = ["CLASSIFIER_PREFIXES", "load_checkpoint", "save_checkpoint", "variant_shapes"]
 
@@ -24,6 +30,7 @@ logger = logging.getLogger(__name__)
 CLASSIFIER_PREFIXES = ("norm4.", "head.")
 
 
+@functools.cache
 def variant_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
     """{timm name: {key: shape}} of the five released variants (built on the meta device)."""
     shapes = {}
@@ -58,15 +65,20 @@ def load_checkpoint(
     elif reset_head or model.num_classes == 0:
         state = {k: v for k, v in state.items() if not k.startswith("head.")}
         allow_missing = ("head.",)
-    report = load_state_dict_checked(
+    checked = functools.partial(
+        load_state_dict_checked,
         model,
         state,
         allow_missing=allow_missing,
         allow_unexpected=allow_unexpected,
         source=str(path),
         expected="a GroupMixFormer state dict",
-        variants=variant_shapes(),
     )
+    try:
+        report = checked()
+    except CheckpointMismatchError:  # nothing was loaded: say which variant the file looks like
+        report = checked(variants=variant_shapes())
+
     if not report.ok:
         logger.info("loaded %s with expected differences: %s", path, report.describe())
     return report

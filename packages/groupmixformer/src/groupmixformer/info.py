@@ -79,7 +79,7 @@ def info() -> list[Table]:
             notes=[
                 FLOP_CONVENTION,
                 "GFLOPs (ours) are counted on the release's op order; the paper's figures "
-                "(official README) are these, rounded.",
+                "(official README) are these rounded, except for L (below).",
                 "L: the released config (dims 240/320/360/480, depths 8/10/30/10, mlp 4/4/2/2) "
                 "gives 71.83M / 38.2G, not the published 70.3M / 36.1G. The official config is "
                 "marked 'need to adjust', no L weights were released, and no natural config gives "
