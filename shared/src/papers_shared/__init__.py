@@ -6,10 +6,10 @@ Names are imported on first use, so ``import papers_shared`` (and the ``papers``
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from papers_shared._version import __version__
+from papers_shared.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from papers_shared.checkpoint import (
@@ -28,8 +28,9 @@ if TYPE_CHECKING:
         count_parameters,
     )
     from papers_shared.data_loading import build_dataloader, build_sampler
+    from papers_shared.lazy import import_ref, lazy_exports
     from papers_shared.memory import PeakMemory, measure_peak_memory
-    from papers_shared.methods import DemoResult, Method, Table
+    from papers_shared.methods import DemoResult, Method, Table, lazy_method
     from papers_shared.progress import progress_bar
     from papers_shared.runs import make_run_dir, plot_curves, write_metrics
     from papers_shared.seeding import seed_everything, seed_hash
@@ -63,7 +64,8 @@ _EXPORTS = {
     ),
     "papers_shared.data_loading": ("build_dataloader", "build_sampler"),
     "papers_shared.memory": ("PeakMemory", "measure_peak_memory"),
-    "papers_shared.methods": ("DemoResult", "Method", "Table"),
+    "papers_shared.lazy": ("import_ref", "lazy_exports"),
+    "papers_shared.methods": ("DemoResult", "Method", "Table", "lazy_method"),
     "papers_shared.progress": ("progress_bar",),
     "papers_shared.runs": ("make_run_dir", "plot_curves", "write_metrics"),
     "papers_shared.seeding": ("seed_everything", "seed_hash"),
@@ -101,6 +103,9 @@ __all__ = [
     "DemoResult",
     "Method",
     "Table",
+    "lazy_method",
+    "lazy_exports",
+    "import_ref",
     "progress_bar",
     "make_run_dir",
     "plot_curves",
@@ -122,14 +127,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'papers_shared' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _MODULE_OF)

@@ -20,7 +20,15 @@ from typing import Any, Protocol
 
 from papers_shared.verdict import ClaimVerdict
 
-__all__ = ["ENTRY_POINT_GROUP", "Table", "DemoResult", "Method", "DemoFn", "discover_methods"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Table",
+    "DemoResult",
+    "Method",
+    "DemoFn",
+    "discover_methods",
+    "lazy_method",
+]
 
 ENTRY_POINT_GROUP = "papers.methods"
 
@@ -155,3 +163,27 @@ def discover_methods() -> dict[str, Method | Exception]:
         except Exception as err:  # a broken plugin must not hide the others
             found[ep.name] = err
     return dict(sorted(found.items()))
+
+
+def lazy_method(name: str, title: str, *, info: str, demo: str) -> Method:
+    """A :class:`Method` whose ``info`` and ``demo`` are ``"module:function"`` references, imported
+    only when called, so that a package's plugin and command line load no heavy module::
+
+        METHOD = lazy_method("ridg", "Domain Generalization via Rationale Invariance (ICCV 2023)",
+                             info="ridg.info:info", demo="ridg.demo:demo")
+    """
+    from papers_shared.lazy import import_ref
+
+    def info_fn() -> Sequence[Table]:
+        return import_ref(info)()
+
+    def demo_fn(
+        *,
+        full: bool = False,
+        output_root: Path = Path("runs"),
+        progress: bool | None = None,
+        seed: int = 0,
+    ) -> DemoResult:
+        return import_ref(demo)(full=full, output_root=output_root, progress=progress, seed=seed)
+
+    return Method(name=name, title=title, info=info_fn, demo=demo_fn)
