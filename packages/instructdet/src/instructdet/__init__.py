@@ -7,10 +7,10 @@ fast; torch and open_clip load only when a model is built.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from instructdet._version import __version__
+from papers_shared.lazy import lazy_exports
 
 _EXPORTS = {
     "STAGES": "instructdet.config",
@@ -94,14 +94,4 @@ if TYPE_CHECKING:
     from instructdet.pipeline.runner import Pipeline, merge_shards
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'instructdet' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -40,6 +40,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
+from instructdet.pipeline.global_stage import STOP_WORDS
 from instructdet.pipeline.prompts import Message, vicuna_v11_prompt
 
 __all__ = [
@@ -88,27 +89,8 @@ class VLMBackend(Protocol):
 # template backends (offline, deterministic)
 
 _QUERY_LINE = re.compile(r"^(.+): \[([-\d.e]+), ([-\d.e]+), ([-\d.e]+), ([-\d.e]+)\]$")
-_STOP = frozenset(
+_STOP = STOP_WORDS | set(
     [
-        "a",
-        "an",
-        "the",
-        "of",
-        "in",
-        "on",
-        "at",
-        "to",
-        "and",
-        "or",
-        "with",
-        "is",
-        "are",
-        "its",
-        "his",
-        "her",
-        "their",
-        "this",
-        "that",
         "one",
         "object",
         "objects",

@@ -17,6 +17,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from instructdet.pipeline.global_stage import STOP_WORDS
+
 __all__ = ["Embedder", "BertPoolerEmbedder", "HashingEmbedder"]
 
 
@@ -71,31 +73,7 @@ class HashingEmbedder:
     groups texts whose word-count cosine exceeds about 0.5.
     """
 
-    STOP = frozenset(
-        [
-            "a",
-            "an",
-            "the",
-            "of",
-            "in",
-            "on",
-            "at",
-            "to",
-            "and",
-            "or",
-            "with",
-            "is",
-            "are",
-            "its",
-            "his",
-            "her",
-            "their",
-            "this",
-            "that",
-            "left",
-            "right",
-        ]
-    )
+    STOP = STOP_WORDS | {"left", "right"}
 
     def __init__(self, dim: int = 256) -> None:
         if dim < 1:

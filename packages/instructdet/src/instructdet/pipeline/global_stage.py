@@ -31,7 +31,33 @@ __all__ = [
     "object_key",
     "parse_llm_answer",
     "is_kept_phrase",
+    "STOP_WORDS",
 ]
+
+#: Function words ignored when texts are compared word by word.
+STOP_WORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "in",
+        "on",
+        "at",
+        "to",
+        "and",
+        "or",
+        "with",
+        "is",
+        "are",
+        "its",
+        "his",
+        "her",
+        "their",
+        "this",
+        "that",
+    ]
+)
 
 #: Paraphrases of "describe the image in detail" (our wording).
 CAPTION_REQUESTS: tuple[str, ...] = (
