@@ -20,7 +20,7 @@ SCRIPT = textwrap.dedent(
     import torch, torch.distributed as dist
     from papers_shared.distributed import cleanup_distributed
     from papers_shared.dg import TrainConfig, train_algorithm
-    import causeb  # registers CauseEB
+    import causeb.algorithm  # registers CauseEB
 
     out, hparams = sys.argv[1], json.loads(sys.argv[2])
     dist.init_process_group("gloo")

@@ -61,7 +61,7 @@ TRAIN_SCRIPT = textwrap.dedent(
     import torch, torch.distributed as dist
     from papers_shared.distributed import cleanup_distributed
     from papers_shared.dg import TrainConfig, train_algorithm
-    import ridg  # registers RIDG
+    import ridg.algorithm  # registers RIDG
 
     out, hparams = sys.argv[1], json.loads(sys.argv[2])
     dist.init_process_group("gloo")
