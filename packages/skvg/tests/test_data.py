@@ -130,3 +130,23 @@ def test_target_mentions_and_token_mask():
         True,
         False,
     ]
+
+
+def test_generator_coreference_clusters_drive_the_entity_mask(tmp_path):
+    import random
+
+    from skvg.data.linguistic import target_mentions
+    from skvg.data.synthetic import SceneConfig, coreference_clusters, make_scene
+
+    cfg = SceneConfig(96, 3, 32, grid=True, num_names=4, num_colours=3)
+    _, rec, boxes = make_scene(random.Random(3), cfg, "medium")
+    assert all(b[0] % 32 == 0 and b[1] % 32 == 0 for b in boxes)
+    text = f"{rec['ref_exp']}. {rec['knowledge']}"
+    spans = target_mentions(rec["ref_exp"], rec["knowledge"], clusters=coreference_clusters(rec))
+    mentions = {text[s:e] for s, e in spans}
+    name = next(m for m in mentions if m != rec["ref_exp"])
+    assert rec["ref_exp"] in mentions and f"{name} is {rec['ref_exp']}." in rec["knowledge"]
+    # the whole cluster: every occurrence of the name, and the role phrase
+    assert len(spans) == text.count(name) + text.count(rec["ref_exp"])
+    with pytest.raises(ValueError):
+        SceneConfig(64, 5, 32, grid=True)

@@ -45,11 +45,15 @@ class DemoConfig:
     epochs_kevili: int = 8
     epochs_levilm: int = 4
     batch_size: int = 32
-    image_size: int = 128
+    image_size: int = 96
+    num_figures: int = 3
+    num_names: int = 4
+    num_colours: int = 3
+    lr: float = 1e-3
 
 
-QUICK = DemoConfig(seeds=[0, 1], train=300, test=90, epochs_kevili=4, epochs_levilm=2)
-FULL = DemoConfig(seeds=[0, 1, 2], train=900, test=150, epochs_kevili=10, epochs_levilm=5)
+QUICK = DemoConfig(seeds=[0, 1], train=600, test=90, epochs_kevili=6, epochs_levilm=3)
+FULL = DemoConfig(seeds=[0, 1, 2], train=1200, test=150, epochs_kevili=15, epochs_levilm=6)
 
 
 def _train_one(
@@ -60,6 +64,7 @@ def _train_one(
     root: Path,
     data: dict[str, Any],
     proposals: dict[str, Any],
+    clusters: dict[str, Any],
     tokenizer: Any,
     out_dir: Path,
 ) -> dict[str, Any]:
@@ -77,8 +82,8 @@ def _train_one(
 
     torch.manual_seed(seed)
     train_cfg = TrainConfig(
-        lr=5e-4,
-        lr_pretrained=5e-4,
+        lr=cfg.lr,
+        lr_pretrained=cfg.lr,
         batch_size=cfg.batch_size,
         lr_drop_epoch=10_000,
         use_knowledge=use_knowledge,
@@ -129,10 +134,22 @@ def _train_one(
         )
         kw = {"mode": "levilm", "max_text_len": 96, "names": NAMES}
         train_ds = GroundingDataset(
-            data["train"], root / "images", tokenizer, proposals=proposals["train"], **common, **kw
+            data["train"],
+            root / "images",
+            tokenizer,
+            proposals=proposals["train"],
+            clusters=clusters["train"],
+            **common,
+            **kw,
         )
         test_ds = GroundingDataset(
-            data["test"], root / "images", tokenizer, proposals=proposals["test"], **common, **kw
+            data["test"],
+            root / "images",
+            tokenizer,
+            proposals=proposals["test"],
+            clusters=clusters["test"],
+            **common,
+            **kw,
         )
 
         def build() -> Any:
@@ -186,7 +203,7 @@ def run_demo(
     jobs = [(seed, arm) for seed in cfg.seeds for arm in arms]
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = build_word_tokenizer(vocabulary(), Path(tmp) / "tokenizer")
-        datasets: dict[int, tuple[Path, Any, Any]] = {}
+        datasets: dict[int, tuple[Path, Any, Any, Any]] = {}
         for seed, (model_name, use_knowledge) in progress_bar(
             jobs, enabled=progress, desc="skvg demo", unit="run"
         ):
@@ -197,14 +214,22 @@ def run_demo(
                     val=0,
                     test=cfg.test,
                     seed=1000 + seed,
-                    scene=SceneConfig(cfg.image_size, 3, cfg.image_size // 4),
+                    scene=SceneConfig(
+                        cfg.image_size,
+                        cfg.num_figures,
+                        32,
+                        grid=True,
+                        num_names=cfg.num_names,
+                        num_colours=cfg.num_colours,
+                    ),
                 )
                 datasets[seed] = (
                     root,
                     load_annotations(root),
                     json.loads((root / "proposals.json").read_text()),
+                    json.loads((root / "clusters.json").read_text()),
                 )
-            root, data, proposals = datasets[seed]
+            root, data, proposals, clusters = datasets[seed]
             tag = (
                 f"{model_name.lower()}-{'knowledge' if use_knowledge else 'query-only'}-seed{seed}"
             )
@@ -217,6 +242,7 @@ def run_demo(
                     root,
                     data,
                     proposals,
+                    clusters,
                     tokenizer,
                     run_dir / tag,
                 )

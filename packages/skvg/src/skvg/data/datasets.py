@@ -31,6 +31,9 @@ class GroundingDataset(torch.utils.data.Dataset):
         use_knowledge: False blanks every passage (the query-only baseline).
         proposals: per record, xyxy boxes in original pixels (LeViLM).
         names: known entity names for the lower-cased target heuristic.
+        clusters: per record, coreference clusters (character spans over
+            ``"<query>. <knowledge>"``) from any external system (LeViLM); with
+            ``use_knowledge=False`` only the spans inside the query are kept.
     """
 
     def __init__(
@@ -49,6 +52,7 @@ class GroundingDataset(torch.utils.data.Dataset):
         proposals: Sequence[Sequence[Sequence[float]]] | None = None,
         convention: str = "center",
         names: Sequence[str] | None = None,
+        clusters: Sequence[Sequence[Sequence[Sequence[int]]]] | None = None,
         use_flip: bool = True,
         use_color: bool = True,
         seed: int = 0,
@@ -59,6 +63,9 @@ class GroundingDataset(torch.utils.data.Dataset):
             raise ValueError("LeViLM needs proposals (one list of xyxy boxes per record)")
         if proposals is not None and len(proposals) != len(records):
             raise ValueError(f"{len(proposals)} proposal lists for {len(records)} records")
+        if clusters is not None and len(clusters) != len(records):
+            raise ValueError(f"{len(clusters)} cluster lists for {len(records)} records")
+        self.clusters = clusters
         self.records = list(records)
         self.images_dir = Path(images_dir)
         self.tokenizer = tokenizer
@@ -144,7 +151,15 @@ class GroundingDataset(torch.utils.data.Dataset):
             return_offsets_mapping=True,
             return_tensors="pt",
         )
-        spans = target_mentions(query, know, names=self.names)
+        clusters = None
+        if self.clusters is not None:
+            limit = len(query) + 2 + len(know)
+            clusters = [
+                [(int(a), int(b)) for a, b in cluster if b <= limit]
+                for cluster in self.clusters[index]
+            ]
+            clusters = [c for c in clusters if c]
+        spans = target_mentions(query, know, clusters=clusters, names=self.names)
         mask = entity_token_mask(enc["offset_mapping"][0].tolist(), spans)
         assert self.proposals is not None
         lb = sample["letterbox"]
