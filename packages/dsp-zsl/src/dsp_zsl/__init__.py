@@ -6,10 +6,10 @@ Names load on first use, so ``import dsp_zsl`` (and ``dsp-zsl --help``) stays ch
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dsp_zsl._version import __version__
+from papers_shared.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from dsp_zsl.config import DSPConfig, get_preset
@@ -78,9 +78,6 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        value = getattr(importlib.import_module(f"dsp_zsl.{_WHERE[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'dsp_zsl' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(
+    __name__, {name: f"dsp_zsl.{module}" for name, module in _WHERE.items()}
+)

@@ -2,34 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from papers_shared.methods import DemoResult, Method, Table
+from papers_shared.methods import lazy_method
 
 __all__ = ["METHOD"]
 
-
-def _info() -> list[Table]:
-    from dsp_zsl.info import info
-
-    return info()
-
-
-def _demo(
-    *,
-    full: bool = False,
-    output_root: Path = Path("runs"),
-    progress: bool | None = None,
-    seed: int = 0,
-) -> DemoResult:
-    from dsp_zsl.demo import demo
-
-    return demo(full=full, output_root=output_root, progress=progress, seed=seed)
-
-
-METHOD = Method(
-    name="dsp-zsl",
-    title="Evolving Semantic Prototype Improves Generative Zero-Shot Learning (ICML 2023)",
-    info=_info,
-    demo=_demo,
+METHOD = lazy_method(
+    "dsp-zsl",
+    "Evolving Semantic Prototype Improves Generative Zero-Shot Learning (ICML 2023)",
+    info="dsp_zsl.info:info",
+    demo="dsp_zsl.demo:demo",
 )

@@ -2,35 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from papers_shared.methods import DemoResult, Method, Table
+from papers_shared.methods import lazy_method
 
 __all__ = ["METHOD"]
 
-
-def _info() -> list[Table]:
-    from etris.info import info
-
-    return info()
-
-
-def _demo(
-    *,
-    full: bool = False,
-    output_root: Path = Path("runs"),
-    progress: bool | None = None,
-    seed: int = 0,
-) -> DemoResult:
-    from etris.demo import demo
-
-    return demo(full=full, output_root=output_root, progress=progress, seed=seed)
-
-
-METHOD = Method(
-    name="etris",
-    title="Bridging Vision and Language Encoders: Parameter-Efficient Tuning for Referring "
+METHOD = lazy_method(
+    "etris",
+    "Bridging Vision and Language Encoders: Parameter-Efficient Tuning for Referring "
     "Image Segmentation (ICCV 2023)",
-    info=_info,
-    demo=_demo,
+    info="etris.info:info",
+    demo="etris.demo:demo",
 )
