@@ -77,6 +77,7 @@ NON_STD: dict[str, str] = {
 NETWORK_TESTS = {
     "test_model_inference": "downloads reference tensors and an image from the Hugging Face Hub",
     "test_model_load_pretrained": "downloads pretrained weights",
+    "test_model_features_pretrained": "downloads pretrained weights",
 }
 
 DEFAULT_CACHE = Path(os.path.expanduser("~/.cache/papers-timm-sdist"))
