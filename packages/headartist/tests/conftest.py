@@ -1,0 +1,1 @@
+from papers_shared.testing import block_network  # noqa: F401
