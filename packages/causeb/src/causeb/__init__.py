@@ -6,10 +6,10 @@ registers the ``CauseEB`` / ``CausEB`` algorithms with the DomainBed-style harne
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from causeb._version import __version__
+from papers_shared.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from causeb.algorithm import CausEB, CauseEB, hsic_of_features
@@ -75,14 +75,6 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'causeb' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"causeb.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(
+    __name__, {name: f"causeb.{module}" for name, module in _WHERE.items()}
+)

@@ -6,9 +6,9 @@ the ``RIDG`` algorithm with the DomainBed-style harness.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from papers_shared.lazy import lazy_exports
 from ridg._version import __version__
 
 if TYPE_CHECKING:
@@ -52,14 +52,6 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ridg' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"ridg.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(
+    __name__, {name: f"ridg.{module}" for name, module in _WHERE.items()}
+)
