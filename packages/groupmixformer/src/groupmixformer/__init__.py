@@ -7,11 +7,11 @@ Importing ``groupmixformer.models`` (which any of those names does) registers th
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from groupmixformer._version import __version__
 from groupmixformer.config import EXPECTED, PUBLISHED, VARIANTS, GroupMixFormerConfig, get_config
+from papers_shared.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from groupmixformer.convert import load_checkpoint, save_checkpoint
@@ -50,15 +50,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import torch-heavy names on first use, so that ``groupmixformer --help`` stays fast."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'groupmixformer' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

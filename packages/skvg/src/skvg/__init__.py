@@ -3,9 +3,9 @@ KeViLI (one-stage) and LeViLM (two-stage) models. Names load on first use (fast 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from papers_shared.lazy import lazy_exports
 from skvg._version import __version__
 
 _EXPORTS = {
@@ -55,6 +55,7 @@ __all__ = [
     "center_to_xywh_tl",
 ]
 
+
 if TYPE_CHECKING:
     from skvg.boxes import center_to_xywh_tl, center_to_xyxy
     from skvg.config import KeViLIConfig, LeViLMConfig, TrainConfig
@@ -74,10 +75,4 @@ if TYPE_CHECKING:
     from skvg.models.text import TextEncoder
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'skvg' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
