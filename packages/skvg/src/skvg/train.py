@@ -94,20 +94,19 @@ def accuracy(pred: dict[int, list[float]], records: Any, convention: str = "cent
     return sum(hits) / len(hits) if hits else float("nan")
 
 
-class KeViLITask(TrainTask):
-    """L1 + GIoU on KeViLI (or TransVG with ``ke_layers=0``)."""
+class _GroundingTask(TrainTask):
+    """What KeViLI and LeViLM training share: TransVG's AdamW groups and StepLR, loaders, eval."""
 
-    name = "kevili"
+    mode = "kevili"
 
     def __init__(
         self,
-        model_cfg: KeViLIConfig,
+        model_cfg: KeViLIConfig | LeViLMConfig,
         train_cfg: TrainConfig,
         build: Callable[[], nn.Module],
         train_loader: Callable[[], Any],
         val_loader: Callable[[], Any] | None = None,
         val_records: Any = None,
-        steps_per_epoch_hint: int | None = None,
     ) -> None:
         self.model_cfg, self.train_cfg = model_cfg, train_cfg
         self._build, self._train_loader, self._val_loader = build, train_loader, val_loader
@@ -133,6 +132,19 @@ class KeViLITask(TrainTask):
 
     def train_dataloader(self) -> Any:
         return self._train_loader()
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        if self._val_loader is None or self.val_records is None:
+            return {}
+        preds = predict_boxes(model, self._val_loader(), self.mode)
+        return {"val_acc@0.5": accuracy(preds, self.val_records)}
+
+
+class KeViLITask(_GroundingTask):
+    """L1 + GIoU on KeViLI (or TransVG with ``ke_layers=0``)."""
+
+    name = "kevili"
+    mode = "kevili"
 
     def training_step(self, model: nn.Module, batch: Any, step: int) -> StepOutput:
         pred = model(
@@ -149,54 +161,12 @@ class KeViLITask(TrainTask):
             {"l1": float(losses["l1"].detach()), "giou": float(losses["giou"].detach())},
         )
 
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        if self._val_loader is None or self.val_records is None:
-            return {}
-        return {
-            "val_acc@0.5": accuracy(
-                predict_boxes(model, self._val_loader(), "kevili"), self.val_records
-            )
-        }
 
-
-class LeViLMTask(TrainTask):
+class LeViLMTask(_GroundingTask):
     """Cross-entropy over proposals on LeViLM."""
 
     name = "levilm"
-
-    def __init__(
-        self,
-        model_cfg: LeViLMConfig,
-        train_cfg: TrainConfig,
-        build: Callable[[], nn.Module],
-        train_loader: Callable[[], Any],
-        val_loader: Callable[[], Any] | None = None,
-        val_records: Any = None,
-    ) -> None:
-        self.model_cfg, self.train_cfg = model_cfg, train_cfg
-        self._build, self._train_loader, self._val_loader = build, train_loader, val_loader
-        self.val_records = val_records
-
-    def config_dict(self) -> dict[str, Any]:
-        return {"model": self.model_cfg.to_dict(), "train": self.train_cfg.to_dict()}
-
-    def build_model(self) -> nn.Module:
-        return self._build()
-
-    def build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(
-            param_groups(model, self.train_cfg), weight_decay=self.train_cfg.weight_decay
-        )
-
-    def build_scheduler(
-        self, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int
-    ) -> Any:
-        return torch.optim.lr_scheduler.StepLR(
-            optimizer, step_size=max(1, self.train_cfg.lr_drop_epoch * steps_per_epoch), gamma=0.1
-        )
-
-    def train_dataloader(self) -> Any:
-        return self._train_loader()
+    mode = "levilm"
 
     def training_step(self, model: nn.Module, batch: Any, step: int) -> StepOutput:
         scores = model(
@@ -214,15 +184,6 @@ class LeViLMTask(TrainTask):
             else torch.tensor(0.0)
         )
         return StepOutput(loss, {"train_top1": float(hit)})
-
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        if self._val_loader is None or self.val_records is None:
-            return {}
-        return {
-            "val_acc@0.5": accuracy(
-                predict_boxes(model, self._val_loader(), "levilm"), self.val_records
-            )
-        }
 
 
 def predictions_file(
