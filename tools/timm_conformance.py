@@ -71,20 +71,7 @@ SKIPS: dict[tuple[str, str], str] = {
 # (test function, model name) -> a failure that is known and still open (not a design limit: work
 # to do, tracked in the package's README). Listed failures are printed but do not fail the run; a
 # listed pair that passes is reported so that it can be removed.
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    ("test_model_forward_fx_torchscript", model): (
-        "scripting the fx graph fails with \"Unknown type name '_torch_Tensor_'\" in the full run "
-        "(the same model scripts and traces alone); cause not found yet, see "
-        "packages/groupmixformer/README.md"
-    )
-    for model in (
-        "groupmixformer_miny",
-        "groupmixformer_tiny",
-        "groupmixformer_small",
-        "groupmixformer_base",
-        "groupmixformer_large",
-    )
-}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 # Name patterns appended to the file's NON_STD_FILTERS, with the reason.
 NON_STD: dict[str, str] = {

@@ -14,8 +14,6 @@ Each attention module has two numerically equivalent forward paths:
   matrix products accumulated in place, and attention kept token-major (no transposing copies).
 """
 
-from __future__ import annotations
-
 import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -627,7 +625,7 @@ class GroupMixFormer(nn.Module):
         self.apply(self._init_weights)
 
     @classmethod
-    def from_config(cls, config: GroupMixFormerConfig, **kwargs: Any) -> GroupMixFormer:
+    def from_config(cls, config: GroupMixFormerConfig, **kwargs: Any) -> "GroupMixFormer":
         return cls(**config.to_dict(), **kwargs)
 
     @staticmethod
