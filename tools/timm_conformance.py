@@ -68,11 +68,6 @@ SKIPS: dict[tuple[str, str], str] = {
     for model in ("dyt_vit_test", "dyt_vit_base_patch16_224", "dyt_vit_large_patch16_224")
 }
 
-# (test function, model name) -> a failure that is known and still open (not a design limit: work
-# to do, tracked in the package's README). Listed failures are printed but do not fail the run; a
-# listed pair that passes is reported so that it can be removed.
-KNOWN_FAILURES: dict[tuple[str, str], str] = {}
-
 # Name patterns appended to the file's NON_STD_FILTERS, with the reason.
 NON_STD: dict[str, str] = {
     "dyt_vit_*": "ViT: forward_features returns tokens (B, N, C), as timm's own vit_* models",
@@ -462,20 +457,8 @@ def main(argv: list[str] | None = None) -> int:
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)
-    by_id = {nodeid: (test, arch) for nodeid, test, arch in collected}
-    failed_pairs = {
-        by_id[row["nodeid"]]
-        for row in results
-        if row["outcome"] == "failed" and row["nodeid"] in by_id
-    }
-    known = sorted(failed_pairs & set(KNOWN_FAILURES))
-    for test, arch in known:
-        print(f"known failure (open work): {test}[{arch}]: {KNOWN_FAILURES[(test, arch)]}")
-    fixed = sorted(k for k in KNOWN_FAILURES if k in applied and k not in failed_pairs)
-    if fixed:
-        print(f"KNOWN_FAILURES entries that no longer fail (remove them): {fixed}")
-    failed = len(failed_pairs - set(KNOWN_FAILURES)) or summary["totals"]["not run"]
-    if proc.returncode not in (0, 1) or (proc.returncode == 1 and not failed_pairs):
+    failed = summary["totals"]["failed"] or summary["totals"]["not run"]
+    if proc.returncode not in (0, 1) or (proc.returncode == 1 and not failed):
         print(proc.stdout[-4000:], proc.stderr[-4000:], sep="\n")
         print(f"pytest exited with {proc.returncode}")
         return 1
