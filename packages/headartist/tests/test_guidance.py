@@ -7,7 +7,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 from headartist import SSDGuidance
-from headartist.tiny import tiny_stack
+from headartist.models import tiny_stack
 from torch import nn
 
 torch.set_num_threads(1)

@@ -2,6 +2,6 @@
 pure-PyTorch differentiable rasteriser and marching tetrahedra."""
 
 from headartist._version import __version__
-from headartist.guidance import SSDGuidance, SSDOutput
+from headartist.losses import SSDGuidance, SSDOutput
 
 __all__ = ["SSDGuidance", "SSDOutput", "__version__"]

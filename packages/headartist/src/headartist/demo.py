@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from headartist.guidance import SSDGuidance
-from headartist.tiny import tiny_stack
+from headartist.losses import SSDGuidance
+from headartist.models import tiny_stack
 from papers_shared.methods import DemoResult, Table
 from papers_shared.runs import make_run_dir, plot_curves, write_metrics
 from papers_shared.verdict import judge_claim
