@@ -23,14 +23,14 @@ __all__ = [
 ]
 
 
-class EncoderLayer(nn.Module):
-    """Post-norm self-attention layer (d_model, 8 heads, FFN 2048, dropout 0.1, ReLU by default)."""
+class _PostNormBlock(nn.Module):
+    """Attention (named ``attn_name``), residual + LayerNorm, ReLU FFN, residual + LayerNorm."""
 
     def __init__(
-        self, d_model: int = 256, nhead: int = 8, dim_feedforward: int = 2048, dropout: float = 0.1
+        self, attn_name: str, d_model: int, nhead: int, dim_feedforward: int, dropout: float
     ) -> None:
         super().__init__()
-        self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout)
+        self.add_module(attn_name, nn.MultiheadAttention(d_model, nhead, dropout=dropout))
         self.linear1 = nn.Linear(d_model, dim_feedforward)
         self.dropout = nn.Dropout(dropout)
         self.linear2 = nn.Linear(dim_feedforward, d_model)
@@ -38,6 +38,28 @@ class EncoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(d_model)
         self.dropout1 = nn.Dropout(dropout)
         self.dropout2 = nn.Dropout(dropout)
+
+    def _finish(self, x: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        x = self.norm1(x + self.dropout1(attn))
+        ffn = self.linear2(self.dropout(F.relu(self.linear1(x))))
+        return self.norm2(x + self.dropout2(ffn))
+
+
+def _xavier_(module: nn.Module) -> None:
+    for p in module.parameters():
+        if p.dim() > 1:
+            nn.init.xavier_uniform_(p)
+
+
+class EncoderLayer(_PostNormBlock):
+    """Post-norm self-attention layer (d_model, 8 heads, FFN 2048, dropout 0.1, ReLU by default)."""
+
+    self_attn: nn.MultiheadAttention
+
+    def __init__(
+        self, d_model: int = 256, nhead: int = 8, dim_feedforward: int = 2048, dropout: float = 0.1
+    ) -> None:
+        super().__init__("self_attn", d_model, nhead, dim_feedforward, dropout)
 
     def forward(
         self, src: torch.Tensor, key_padding_mask: torch.Tensor | None, pos: torch.Tensor | None
@@ -47,9 +69,7 @@ class EncoderLayer(nn.Module):
         attn = self.self_attn(
             qk, qk, value=src, key_padding_mask=key_padding_mask, need_weights=False
         )[0]
-        src = self.norm1(src + self.dropout1(attn))
-        ffn = self.linear2(self.dropout(F.relu(self.linear1(src))))
-        return self.norm2(src + self.dropout2(ffn))
+        return self._finish(src, attn)
 
 
 class TransformerEncoder(nn.Module):
@@ -67,9 +87,7 @@ class TransformerEncoder(nn.Module):
         self.layers = nn.ModuleList(
             EncoderLayer(d_model, nhead, dim_feedforward, dropout) for _ in range(num_layers)
         )
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
+        _xavier_(self)
 
     def forward(
         self, src: torch.Tensor, key_padding_mask: torch.Tensor | None, pos: torch.Tensor | None
@@ -88,22 +106,16 @@ class EncoderHolder(nn.Module):
         self.encoder = encoder
 
 
-class CrossLayer(nn.Module):
+class CrossLayer(_PostNormBlock):
     """Cross-attention (visual queries, knowledge keys/values) + residual + LayerNorm, FFN + residual +
     LayerNorm (KeViLI's ``"cross"`` fusion)."""
+
+    cross_attn: nn.MultiheadAttention
 
     def __init__(
         self, d_model: int = 256, nhead: int = 8, dim_feedforward: int = 2048, dropout: float = 0.1
     ) -> None:
-        super().__init__()
-        self.cross_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout)
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
-        self.dropout = nn.Dropout(dropout)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
-        self.norm1 = nn.LayerNorm(d_model)
-        self.norm2 = nn.LayerNorm(d_model)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(dropout)
+        super().__init__("cross_attn", d_model, nhead, dim_feedforward, dropout)
 
     def forward(
         self, visual: torch.Tensor, know: torch.Tensor, know_pad: torch.Tensor
@@ -111,9 +123,7 @@ class CrossLayer(nn.Module):
         attn = self.cross_attn(
             visual, know, value=know, key_padding_mask=know_pad, need_weights=False
         )[0]
-        visual = self.norm1(visual + self.dropout1(attn))
-        ffn = self.linear2(self.dropout(F.relu(self.linear1(visual))))
-        return self.norm2(visual + self.dropout2(ffn))
+        return self._finish(visual, attn)
 
 
 class CrossEncoder(nn.Module):
@@ -131,9 +141,7 @@ class CrossEncoder(nn.Module):
         self.layers = nn.ModuleList(
             CrossLayer(d_model, nhead, dim_feedforward, dropout) for _ in range(num_layers)
         )
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
+        _xavier_(self)
 
     def forward(
         self, visual: torch.Tensor, know: torch.Tensor, know_pad: torch.Tensor
