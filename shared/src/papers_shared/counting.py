@@ -69,6 +69,17 @@ def _cpu_flash_attention_flops(
     return 2 * batch * heads * q_len * kv_len * (head_dim + value_dim)
 
 
+def _native_mha_flops(query_shape, key_shape, value_shape, embed_dim, *args, **kwargs) -> int:
+    """nn.MultiheadAttention's fused inference kernel (eval, no grad): input projections, the two
+    attention products and the output projection, as the unfused path counts them."""
+    batch, q_len, e = query_shape
+    kv_len = key_shape[1]
+    projections = batch * q_len * e * embed_dim + 2 * batch * kv_len * e * embed_dim
+    attention = 2 * batch * q_len * kv_len * embed_dim
+    output = batch * q_len * embed_dim * embed_dim
+    return 2 * (projections + attention + output)
+
+
 def _numel(shape: Any) -> int:
     return math.prod(shape) if shape is not None else 0
 
@@ -106,6 +117,7 @@ def _extra_flop_formulas() -> dict:
     # FlopCounterMode looks formulas up by overload packet and wraps them to receive shapes
     formulas: dict[str, Callable[..., int]] = {
         "_scaled_dot_product_flash_attention_for_cpu": _cpu_flash_attention_flops,
+        "_native_multi_head_attention": _native_mha_flops,
         "native_layer_norm": _layer_norm_flops,
         "native_group_norm": _group_norm_flops,
         "native_batch_norm": _batch_norm_flops,

@@ -23,9 +23,7 @@ def _clip_row() -> list[object]:
 
     from papers_shared.counting import count_flops, count_parameters
 
-    # train mode keeps nn.MultiheadAttention off its fused inference kernel, which the FLOP counter
-    # cannot see into (no dropout or batch norm in CLIP, so the outputs are the same)
-    model: Any = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None).train()
+    model: Any = open_clip.create_model("ViT-B-32-quickgelu", pretrained=None).eval()
     params = count_parameters(model).total
     image_flops = count_flops(model.encode_image, torch.zeros(1, 3, 224, 224)).total
     text_flops = count_flops(model.encode_text, torch.zeros(1, 77, dtype=torch.long)).total
