@@ -105,7 +105,7 @@ def _train_one(
         )
         kw = {"max_query_len": 8, "max_knowledge_len": 64, "use_flip": False, "use_color": False}
         train_ds = GroundingDataset(
-            data["train"], root / "images", tokenizer, train=False, seed=seed, **common, **kw
+            data["train"], root / "images", tokenizer, train=False, **common, **kw
         )
         test_ds = GroundingDataset(data["test"], root / "images", tokenizer, **common, **kw)
 

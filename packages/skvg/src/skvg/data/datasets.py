@@ -55,7 +55,6 @@ class GroundingDataset(torch.utils.data.Dataset):
         clusters: Sequence[Sequence[Sequence[Sequence[int]]]] | None = None,
         use_flip: bool = True,
         use_color: bool = True,
-        seed: int = 0,
     ) -> None:
         if mode not in ("kevili", "levilm"):
             raise ValueError(f"mode must be 'kevili' or 'levilm', got {mode!r}")
@@ -81,8 +80,6 @@ class GroundingDataset(torch.utils.data.Dataset):
         self.names = names
         self.use_flip = use_flip
         self.use_color = use_color
-        self.seed = seed
-        self.epoch = 0
         self._cache: dict[str, Image.Image] = {}
 
     def __len__(self) -> int:
@@ -112,7 +109,9 @@ class GroundingDataset(torch.utils.data.Dataset):
         box = release_to_xyxy(rec["bbox"], self.convention)
         knowledge = str(rec["knowledge"]) if self.use_knowledge else ""
         if self.train and self.mode == "kevili":
-            rng = random.Random(hash((self.seed, self.epoch, index)))
+            # a fresh draw per call: torch's generator is seeded by the trainer (and per DataLoader
+            # worker), so augmentations differ between epochs yet repeat with the same seed
+            rng = random.Random(int(torch.randint(2**31 - 1, ())))
             sample = train_transform(
                 image,
                 box,
